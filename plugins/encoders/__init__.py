@@ -1,0 +1,1 @@
+"""Built-in text encoders: minilm (offline default), clip."""

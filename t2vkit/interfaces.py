@@ -1,0 +1,157 @@
+"""The typed interface of each plugin kind.
+
+A plugin registers a *class* (the factory) that subclasses one of these. Every factory carries a
+``Config`` dataclass; t2vkit builds it from presets, config files and ``--set`` overrides and
+calls ``Factory(config)``. Tensor shapes use B = batch, L = tokens, C = channels, T = frames.
+
+This module must stay importable without torch (``t2vkit --help`` and plugin discovery use it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+KINDS = ("encoder", "decoder", "aligner", "sampler", "dataset")
+
+
+@dataclass
+class NoConfig:
+    """The config of a plugin that takes no options."""
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+@dataclass
+class TextEmbedding:
+    """What a text encoder returns for a batch of texts."""
+
+    pooled: torch.Tensor  # [B, d]   one vector per text
+    tokens: torch.Tensor  # [B, L, d] token states, for cross-attention
+    mask: torch.Tensor  # [B, L]    bool, True on real tokens
+
+    def __len__(self) -> int:
+        return self.pooled.shape[0]
+
+
+class TextEncoder(ABC):
+    """A frozen text encoder. Subclasses usually also subclass ``torch.nn.Module``."""
+
+    Config: ClassVar[type] = NoConfig
+    dim: int  # size of the pooled embedding and of each token state
+    max_length: int  # longest input in tokens; longer texts are truncated with a warning
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """A stable string naming the encoder *and its weights*; keys the embedding cache."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> TextEmbedding:
+        """Embed a batch of texts (no gradients; the encoder is frozen)."""
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+class VideoAutoencoder(ABC):
+    """A video autoencoder: E_v (``encode``) and G (``decode``). Generation uses ``decode``.
+
+    Videos are float ``[B, C, T, H, W]`` in [-1, 1]; ``latent_shape`` excludes the batch axis.
+    """
+
+    Config: ClassVar[type] = NoConfig
+
+    @property
+    @abstractmethod
+    def latent_shape(self) -> tuple[int, ...]: ...
+
+    @abstractmethod
+    def encode(self, video: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+# --------------------------------------------------------------------------- aligners
+
+
+class Aligner(ABC):
+    """Maps pooled text embeddings ``[B, d_t]`` to video latents ``[B, *latent_shape]``."""
+
+    Config: ClassVar[type] = NoConfig
+
+    @abstractmethod
+    def text_to_latent(self, text: torch.Tensor) -> torch.Tensor: ...
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+class Sampler(ABC):
+    """Draws video latents for texts: ``sample(text, n, seed) -> [B * n, *latent_shape]``."""
+
+    Config: ClassVar[type] = NoConfig
+
+    @abstractmethod
+    def sample(self, text: TextEmbedding, n: int = 1, seed: int | None = None, **options: Any) -> torch.Tensor:
+        ...
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+class ClipSink(ABC):
+    """Where a :class:`DatasetBuilder` puts its clips (t2vkit's prepared-data writer)."""
+
+    @abstractmethod
+    def start(self, description: str, total: int | None) -> None:
+        """Announce a phase of work of ``total`` steps (for the progress bar)."""
+
+    @abstractmethod
+    def advance(self, steps: int = 1) -> None: ...
+
+    @abstractmethod
+    def add(
+        self,
+        clip: np.ndarray,
+        caption: str,
+        bucket: str,
+        split: str,
+        attributes: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> None:
+        """Store one clip, uint8 ``[T, H, W, C]``; ``bucket`` names the clip's semantic group."""
+
+    @abstractmethod
+    def skip(self, reason: str) -> None:
+        """Count a source item that was left out (a video too short, a file missing...)."""
+
+
+class DatasetBuilder(ABC):
+    """Builds a prepared data set (clips, captions, buckets, splits) from raw files."""
+
+    Config: ClassVar[type] = NoConfig
+    version: ClassVar[str] = "1"  # bump when the same inputs would give different clips
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abstractmethod
+    def sources(self) -> dict[str, Path]:
+        """The raw files this build reads, by a short name; checked and checksummed first.
+
+        Raise :class:`t2vkit.errors.DataError` naming the missing path and how to provide it.
+        """
+
+    @abstractmethod
+    def build(self, sink: ClipSink) -> None:
+        """Write every clip into ``sink``."""
