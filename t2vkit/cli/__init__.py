@@ -57,8 +57,10 @@ def _register_builtin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    from t2vkit.log import setup_cli_logging
     from t2vkit.registry import add_plugin_commands
 
+    setup_cli_logging()
     _register_builtin_commands()
     add_plugin_commands(app)
     try:
