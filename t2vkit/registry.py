@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -54,16 +54,38 @@ class Failure:
     details: str  # the traceback, shown with --debug
 
 
-@dataclass
 class Registry:
-    entries: dict[str, dict[str, list[Entry]]] = field(default_factory=lambda: {k: {} for k in KINDS})
-    failures: list[Failure] = field(default_factory=list)
+    """Per kind, name → entries. A kind's table is built the first time it is asked for, so that
+    a command needing only data sets never imports the encoders' (torch-heavy) modules."""
+
+    def __init__(self, load_failures: list[Failure]) -> None:
+        self._tables: dict[str, dict[str, list[Entry]]] = {}
+        self._failures = list(load_failures)
+
+    def table(self, kind: str) -> dict[str, list[Entry]]:
+        if kind not in KINDS:
+            raise PluginError(f"unknown plugin kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if kind not in self._tables:
+            self._tables[kind] = _collect(kind, self._failures)
+        return self._tables[kind]
+
+    @property
+    def entries(self) -> dict[str, dict[str, list[Entry]]]:
+        """Every kind's table (builds them all)."""
+        return {kind: self.table(kind) for kind in KINDS}
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Import failures, and register-hook failures of every kind (builds them all)."""
+        self.entries  # noqa: B018  (building the tables records their failures)
+        return list(self._failures)
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry registered as ``name``; an unknown or doubly registered name is a PluginError."""
-        found = self.entries[kind].get(name)
+        table = self.table(kind)
+        found = table.get(name)
         if not found:
-            known = ", ".join(sorted(self.entries[kind])) or "none"
+            known = ", ".join(sorted(table)) or "none"
             raise PluginError(f"unknown {kind} {name!r}; available {kind}s: {known}")
         if len(found) > 1:
             who = " and ".join(f"{e.origin.package} ({e.origin.plugin})" for e in found)
@@ -71,12 +93,13 @@ class Registry:
         return found[0]
 
     def names(self, kind: str) -> list[str]:
-        return sorted(self.entries[kind])
+        return sorted(self.table(kind))
 
     def __iter__(self) -> Iterator[Entry]:
         for kind in KINDS:
-            for name in sorted(self.entries[kind]):
-                yield from self.entries[kind][name]
+            table = self.table(kind)
+            for name in sorted(table):
+                yield from table[name]
 
 
 _loaded = False
@@ -140,27 +163,28 @@ def refresh() -> None:
 
 
 def get_registry() -> Registry:
-    """Ask every plugin's register hooks once and cache the tables."""
+    """The cached registry (its tables are filled kind by kind, on first use)."""
     global _registry
-    if _registry is not None:
-        return _registry
-    load_plugins()
-    registry = Registry(failures=list(_load_failures))
-    for kind in KINDS:
-        hook = getattr(pm.hook, f"register_{kind}s")
-        for impl in hook.get_hookimpls():
-            origin = _origins.get(impl.plugin_name) or Origin(impl.plugin_name, "?", "")
+    if _registry is None:
+        load_plugins()
+        _registry = Registry(_load_failures)
+    return _registry
 
-            def register(name: str, factory: Any, _kind: str = kind, _origin: Origin = origin) -> None:
-                entry = Entry(_kind, name, factory, _origin)
-                registry.entries[_kind].setdefault(name, []).append(entry)
 
-            try:
-                impl.function(**_args(impl, register=register))
-            except Exception as exc:
-                registry.failures.append(Failure(origin, kind, _describe(exc), traceback.format_exc()))
-    _registry = registry
-    return registry
+def _collect(kind: str, failures: list[Failure]) -> dict[str, list[Entry]]:
+    """Ask every plugin's ``register_<kind>s`` hook for its entries."""
+    table: dict[str, list[Entry]] = {}
+    for impl in getattr(pm.hook, f"register_{kind}s").get_hookimpls():
+        origin = _origins.get(impl.plugin_name) or Origin(impl.plugin_name, "?", "")
+
+        def register(name: str, factory: Any, _origin: Origin = origin) -> None:
+            table.setdefault(name, []).append(Entry(kind, name, factory, _origin))
+
+        try:
+            impl.function(**_args(impl, register=register))
+        except Exception as exc:
+            failures.append(Failure(origin, kind, _describe(exc), traceback.format_exc()))
+    return table
 
 
 def get(kind: str, name: str) -> Entry:

@@ -6,6 +6,7 @@ Clips are uint8 arrays ``[T, H, W, C]`` with C = 1 (grey) or 3 (RGB) throughout 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -39,23 +40,28 @@ def iter_frames(
     cmd = [_ffmpeg(), "-v", "error", "-nostdin", "-i", str(path), "-an", "-sn",
            "-vf", f"scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]  # fmt: skip
     frame_bytes = height * width * channels
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        while True:
-            buf = proc.stdout.read(frame_bytes * chunk)
-            if not buf:
-                break
-            n = len(buf) // frame_bytes
-            if n:
-                yield np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, height, width, channels)
-            if len(buf) < frame_bytes * chunk:
-                break
-    finally:
-        proc.stdout.close()
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        code = proc.wait()
-    if code != 0:
+    # ffmpeg's messages go to a file: a pipe nobody drains would stall a chatty decode.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+        assert proc.stdout is not None
+        finished = False
+        try:
+            while True:
+                buf = proc.stdout.read(frame_bytes * chunk)
+                n = len(buf) // frame_bytes
+                if n:
+                    yield np.frombuffer(buf[: n * frame_bytes], np.uint8).reshape(n, height, width, channels)
+                if len(buf) < frame_bytes * chunk:
+                    break
+            finished = True
+        finally:
+            proc.stdout.close()
+            if not finished:  # the caller stopped early: no need to decode the rest
+                proc.kill()
+            code = proc.wait()
+            log.seek(0)
+            stderr = log.read().decode(errors="replace")
+    if finished and code != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit code {code}"
         raise T2VError(f"cannot decode {path}: {last}")
 

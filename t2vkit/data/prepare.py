@@ -43,9 +43,8 @@ def build_config(name: str, options: dict[str, Any]) -> Any:
     known = set(option_names(name))
     unknown = sorted(set(options) - known)
     if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        takes = ", ".join("--" + k.replace("_", "-") for k in sorted(known)) or "no options"
-        raise ConfigError(f"dataset {name} does not take {flags} (it takes {takes})")
+        raise ConfigError(f"dataset {name} has no option {', '.join(unknown)} (its options: "
+                          f"{', '.join(sorted(known)) or 'none'}; any of them can be given as -o key=value)")
     return from_dict(factory.Config, options, where=f"dataset {name}")
 
 

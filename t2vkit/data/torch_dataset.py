@@ -14,7 +14,7 @@ from t2vkit.data.store import PreparedDataset
 
 def clip_to_tensor(clip: np.ndarray, value_range: Literal["signed", "unit"] = "signed") -> torch.Tensor:
     """uint8 ``[T, H, W, C]`` → float ``[C, T, H, W]`` in [-1, 1] ("signed") or [0, 1] ("unit")."""
-    video = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255.0)
+    video = torch.from_numpy(np.array(clip, copy=True)).permute(3, 0, 1, 2).float().div_(255.0)  # memmaps are read-only
     return video.mul_(2.0).sub_(1.0) if value_range == "signed" else video
 
 
