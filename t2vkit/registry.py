@@ -9,6 +9,7 @@ distribution or entry-point name is listed (an empty value loads none).
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,8 +89,10 @@ class Registry:
             known = ", ".join(sorted(table)) or "none"
             raise PluginError(f"unknown {kind} {name!r}; available {kind}s: {known}")
         if len(found) > 1:
-            who = " and ".join(f"{e.origin.package} ({e.origin.plugin})" for e in found)
-            raise PluginError(f"{kind} {name!r} is registered by both {who}; uninstall one of them")
+            who = [f"{e.origin.package} ({e.origin.plugin})" for e in found]
+            listed = " and ".join(who) if len(who) == 2 else ", ".join(who[:-1]) + " and " + who[-1]
+            raise PluginError(f"{kind} {name!r} is registered by {'both ' if len(who) == 2 else ''}{listed}; "
+                              "uninstall all but one of them")
         return found[0]
 
     def names(self, kind: str) -> list[str]:
@@ -108,17 +111,26 @@ _load_failures: list[Failure] = []
 _registry: Registry | None = None
 
 
+def _normalise(name: str) -> str:
+    """PEP 503: case and runs of -, _ and . do not distinguish distribution names."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _wanted(ep: metadata.EntryPoint) -> bool:
     allowed = os.environ.get("T2VKIT_LOAD_PLUGINS")
     if allowed is None:
         return True
-    names = {n.strip() for n in allowed.split(",") if n.strip()}
+    names = {_normalise(n.strip()) for n in allowed.split(",") if n.strip()}
     dist = ep.dist.name if ep.dist else ""
-    return ep.name in names or dist in names
+    return _normalise(ep.name) in names or _normalise(dist) in names
 
 
 def load_plugins() -> None:
-    """Import every plugin of the entry-point group once; failures are recorded, not raised."""
+    """Import every plugin of the entry-point group once; failures are recorded, not raised.
+
+    A plugin is known to the plugin manager as ``distribution:entry-point``, so two packages may
+    both name an entry point ``datasets`` without one hiding the other.
+    """
     global _loaded
     if _loaded:
         return
@@ -127,20 +139,18 @@ def load_plugins() -> None:
         if not _wanted(ep):
             continue
         dist = ep.dist
-        origin = Origin(
-            plugin=ep.name,
-            package=dist.name if dist else "?",
-            version=dist.version if dist else "?",
-        )
-        if pm.has_plugin(ep.name):
-            continue
+        package = dist.name if dist else "?"
+        origin = Origin(plugin=ep.name, package=package, version=dist.version if dist else "?")
+        key = f"{package}:{ep.name}"
+        if pm.has_plugin(key):
+            continue  # the same distribution seen twice on sys.path
         try:
             module = ep.load()
-            pm.register(module, name=ep.name)
+            pm.register(module, name=key)
         except Exception as exc:
             _load_failures.append(Failure(origin, None, _describe(exc), traceback.format_exc()))
             continue
-        _origins[ep.name] = origin
+        _origins[key] = origin
 
 
 def register_plugin(plugin: Any, name: str, package: str = "(registered in code)") -> None:
@@ -172,18 +182,34 @@ def get_registry() -> Registry:
 
 
 def _collect(kind: str, failures: list[Failure]) -> dict[str, list[Entry]]:
-    """Ask every plugin's ``register_<kind>s`` hook for its entries."""
+    """Ask every plugin's ``register_<kind>s`` hook for its entries.
+
+    A hook's entries count only if the whole hook succeeds and each factory implements the
+    kind's interface; otherwise the plugin is listed as failed and its partial work dropped.
+    """
+    from t2vkit import interfaces
+
+    interface = {"encoder": interfaces.TextEncoder, "decoder": interfaces.VideoAutoencoder,
+                 "aligner": interfaces.Aligner, "sampler": interfaces.Sampler,
+                 "dataset": interfaces.DatasetBuilder}[kind]  # fmt: skip
     table: dict[str, list[Entry]] = {}
     for impl in getattr(pm.hook, f"register_{kind}s").get_hookimpls():
         origin = _origins.get(impl.plugin_name) or Origin(impl.plugin_name, "?", "")
+        pending: list[Entry] = []
 
-        def register(name: str, factory: Any, _origin: Origin = origin) -> None:
-            table.setdefault(name, []).append(Entry(kind, name, factory, _origin))
+        def register(name: str, factory: Any, _origin: Origin = origin, _pending: list[Entry] = pending) -> None:
+            if not (isinstance(factory, type) and issubclass(factory, interface)):
+                expected = f"t2vkit.interfaces.{interface.__name__}"
+                raise PluginError(f"{kind} {name!r}: {factory!r} is not a subclass of {expected}")
+            _pending.append(Entry(kind, name, factory, _origin))
 
         try:
             impl.function(**_args(impl, register=register))
         except Exception as exc:
             failures.append(Failure(origin, kind, _describe(exc), traceback.format_exc()))
+            continue
+        for entry in pending:
+            table.setdefault(entry.name, []).append(entry)
     return table
 
 
@@ -196,23 +222,43 @@ def create(kind: str, name: str, config: Any = None) -> Any:
     from t2vkit.config import from_dict
 
     factory = get(kind, name).factory
-    config_cls = getattr(factory, "Config", None)
-    if config_cls is None:
-        raise PluginError(f"{kind} {name!r} has no Config dataclass; see t2vkit.interfaces")
     if config is None or isinstance(config, dict):
-        config = from_dict(config_cls, config or {}, where=f"{kind} {name}")
+        config = from_dict(factory.Config, config or {}, where=f"{kind} {name}")
     return factory(config)
 
 
+# Sub-commands added by plugins, as (command name, origin), for `t2vkit plugins`.
+commands: list[tuple[str, Origin]] = []
+
+
 def add_plugin_commands(cli: Any) -> None:
-    """Let every plugin add sub-commands to the Typer app (at start-up, so cheap imports only)."""
+    """Let every plugin add sub-commands to the Typer app (at start-up, so cheap imports only).
+
+    A plugin may not replace a command that already exists: its command is dropped and the
+    plugin listed as failed.
+    """
     load_plugins()
     for impl in pm.hook.register_commands.get_hookimpls():
+        origin = _origins.get(impl.plugin_name) or Origin(impl.plugin_name, "?", "")
+        taken = {_command_name(c) for c in cli.registered_commands} | {g.name for g in cli.registered_groups}
+        before = len(cli.registered_commands)
         try:
             impl.function(**_args(impl, cli=cli))
         except Exception as exc:
-            origin = _origins.get(impl.plugin_name) or Origin(impl.plugin_name, "?", "")
+            del cli.registered_commands[before:]
             _load_failures.append(Failure(origin, "command", _describe(exc), traceback.format_exc()))
+            continue
+        added = cli.registered_commands[before:]
+        clashes = [c for c in added if _command_name(c) in taken]
+        for command in clashes:
+            cli.registered_commands.remove(command)
+            _load_failures.append(Failure(origin, "command", f"command {_command_name(command)!r} already exists", ""))
+        commands.extend((_command_name(c), origin) for c in added if c not in clashes)
+
+
+def _command_name(info: Any) -> str:
+    """A Typer CommandInfo's name: given, or derived from the function as Typer does."""
+    return info.name or info.callback.__name__.lower().replace("_", "-")
 
 
 def _args(impl: Any, **available: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 def plugins(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
-    """List the registered encoders, decoders, aligners, samplers and data sets.
+    """List the registered encoders, decoders, aligners, samplers, data sets and plugin commands.
 
     Plugins come from the [bold]t2vkit[/] entry-point group (built-ins included). A plugin that
     failed to load is listed with its error; the others keep working.
@@ -28,7 +28,7 @@ def plugins(
     from rich.table import Table
 
     from t2vkit.cli import console
-    from t2vkit.registry import get_registry
+    from t2vkit.registry import commands, get_registry
 
     registry = get_registry()
     rows = []
@@ -40,6 +40,9 @@ def plugins(
             status = f"conflict: also registered by {others}"
         rows.append({"kind": entry.kind, "name": entry.name, "package": entry.origin.package,
                      "version": entry.origin.version, "status": status})  # fmt: skip
+    for name, origin in commands:
+        rows.append({"kind": "command", "name": name, "package": origin.package, "version": origin.version,
+                     "status": "ok"})  # fmt: skip
     for failure in registry.failures:
         rows.append({"kind": failure.kind or "?", "name": failure.origin.plugin, "package": failure.origin.package,
                      "version": failure.origin.version, "status": "failed", "error": failure.error})  # fmt: skip
