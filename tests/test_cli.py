@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-# The installed console script: `python -m t2vkit` from the repository root would import the
-# source folder, where plugins/ is not yet mapped to t2vkit.plugins.
+# The installed console script, as a user runs it.
 T2VKIT = str(Path(sys.executable).parent / "t2vkit")
 
 
