@@ -66,6 +66,9 @@ class VideoAutoencoder(ABC):
     """A video autoencoder: E_v (``encode``) and G (``decode``). Generation uses ``decode``.
 
     Videos are float ``[B, C, T, H, W]`` in [-1, 1]; ``latent_shape`` excludes the batch axis.
+    Subclasses are ``torch.nn.Module``s. Their ``Config`` has the fields ``channels``, ``frames``
+    and ``size``, which t2vkit fills from the data set (the constructor refuses a clip shape it
+    cannot take, with a :class:`t2vkit.errors.ConfigError`).
     """
 
     Config: ClassVar[type] = NoConfig
@@ -79,6 +82,36 @@ class VideoAutoencoder(ABC):
 
     @abstractmethod
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def objective(self) -> VideoObjective:
+        """The losses (and auxiliary networks) that train this autoencoder in stage 1."""
+
+
+class VideoObjective(ABC):
+    """How stage 1 trains a :class:`VideoAutoencoder`.
+
+    Each training step, the engine calls :meth:`forward` once, then (if there are auxiliary
+    networks) :meth:`auxiliary_loss` on the detached outputs and steps the auxiliary optimizer,
+    then :meth:`autoencoder_loss` and steps the autoencoder's optimizer. Losses are returned as
+    named, already weighted terms; the engine sums, logs and checks each (a NaN names its term).
+    """
+
+    def auxiliaries(self) -> dict[str, torch.nn.Module]:
+        """Networks trained alongside the autoencoder (discriminators); saved with the run."""
+        return {}
+
+    def forward(self, model: VideoAutoencoder, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the losses need: at least the latent ``z`` and the reconstruction ``recon``."""
+        z = model.encode(video)
+        return {"z": z, "recon": model.decode(z)}
+
+    @abstractmethod
+    def autoencoder_loss(self, video: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def auxiliary_loss(self, video: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Losses of the auxiliary networks; ``out`` is detached from the autoencoder."""
+        return {}
 
 
 # --------------------------------------------------------------------------- aligners
