@@ -101,6 +101,23 @@ def check_writable_dir(path: str | Path) -> Path:
     return path
 
 
+def check_can_create(path: str | Path) -> Path:
+    """Fail early, without creating anything, if ``path`` cannot become (or is not) a writable folder."""
+    from t2vkit.errors import T2VError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise T2VError(f"{path} exists and is not a folder")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise T2VError(f"cannot create {path}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise T2VError(f"cannot write to {path}: {ancestor} is not writable")
+    return path
+
+
 def cache_root() -> Path:
     """Where t2vkit keeps caches (text embeddings, probes): $T2VKIT_CACHE or ~/.cache/t2vkit."""
     return Path(os.environ.get("T2VKIT_CACHE") or Path.home() / ".cache" / "t2vkit")

@@ -161,6 +161,23 @@ def contact_sheet(videos: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
     return sheet
 
 
+def tile_videos(videos: Sequence[np.ndarray], columns: int, pad: int = 2) -> np.ndarray:
+    """Lay equal-shaped videos out on a grid, ``columns`` per row: one video ``[T, H', W', 3]``.
+
+    Sizes stay even (H.264 needs them) as long as the frames' sizes and ``pad`` are even.
+    """
+    videos = [_as_rgb(v) for v in videos]
+    t, h, w, _ = videos[0].shape
+    rows = -(-len(videos) // columns)
+    grid = np.full((t, rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
+    for i, video in enumerate(videos):
+        if video.shape != videos[0].shape:
+            raise T2VError("all videos of a grid must have the same shape")
+        y, x = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
+        grid[:, y : y + h, x : x + w] = video
+    return grid
+
+
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     from PIL import Image
 

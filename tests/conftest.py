@@ -46,3 +46,11 @@ def clip_bpe() -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every test's on-disk caches out of the user's home."""
     monkeypatch.setenv("T2VKIT_CACHE", str(tmp_path_factory.getbasetemp() / "t2vkit-cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    """Tiny test networks run faster on one thread than fighting over two busy cores."""
+    import torch
+
+    torch.set_num_threads(1)

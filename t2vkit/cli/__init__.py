@@ -48,10 +48,11 @@ def _root(
 
 
 def _register_builtin_commands() -> None:
-    from t2vkit.cli import data_cmd, pending, plugins_cmd
+    from t2vkit.cli import data_cmd, pending, plugins_cmd, train_cmd
 
     plugins_cmd.register(app)
     data_cmd.register(app)
+    train_cmd.register(app)
     pending.register(app)
 
 

@@ -7,7 +7,6 @@ import typer
 from t2vkit.errors import T2VError
 
 PENDING = {
-    "train": "training (video autoencoder, alignment, diffusion) lands with the stage-1 issue",
     "export": "ONNX / TensorRT export lands with the export issue",
     "generate": "generation lands with the stage-2 issue",
     "evaluate": "evaluation lands with the evaluation issue",

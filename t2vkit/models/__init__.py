@@ -1,0 +1,1 @@
+"""Networks and losses shared by plugins: discriminators, perceptual features, training objectives."""

@@ -1,0 +1,85 @@
+"""The training section of a run config, and how a stage's whole config is resolved and checked.
+
+A run's ``config.json`` is the *resolved* config: preset → ``--config FILE.toml`` → ``--set``
+overrides, with the chosen plugins' tables flattened to ``{"name": ..., **fields}``. ``--resume``
+compares it with the stored one, ignoring the keys that only steer the run (not its result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from t2vkit.config import differences, from_dict, load_preset, load_toml, merge, parse_overrides, plugin_section
+from t2vkit.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many steps in all (overrides epochs)
+    batch_size: int = 64  # per process
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0  # global gradient-norm clip, per optimizer
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 500
+    save_every: int = 500
+    val_clips: int = 256  # validation clips per evaluation (the first ones of the split)
+    num_workers: int = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False  # torch.compile the trained networks
+    channels_last: bool = False  # channels-last (3D) memory format for the trained networks
+
+
+# Keys that change how a run is carried out, not what it computes: --resume may differ in these.
+RESUME_FREE = {
+    "train.max_steps", "train.log_every", "train.eval_every", "train.save_every", "train.val_clips",
+    "train.num_workers", "train.compile", "notes", "format", "format_version", "t2vkit_version", "dataset.path",
+}  # fmt: skip
+
+
+@dataclass
+class Sources:
+    """Where the layers of a config come from."""
+
+    preset: str = "quick"
+    config_file: Path | None = None
+    overrides: tuple[str, ...] = ()
+
+
+def layered_tables(sources: Sources) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(preset merged with the config file, the parsed ``--set`` overrides)."""
+    tables = load_preset(sources.preset)
+    if sources.config_file is not None:
+        tables = merge(tables, load_toml(sources.config_file))
+    return tables, parse_overrides(sources.overrides)
+
+
+def stage_train_config(tables: dict[str, Any], sets: dict[str, Any], stage: str) -> TrainConfig:
+    section = tables.get("train", {}).get(stage, {})
+    return from_dict(TrainConfig, merge(section, sets.get("train", {})), where=f"train ({stage})")
+
+
+def plugin_config(factory: Any, kind: str, name: str, tables: dict[str, Any], sets: dict[str, Any],
+                  fixed: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """The ``Config`` of plugin ``name``: its preset/config-file table, then ``--set kind.x=...``,
+    then ``fixed`` values that come from elsewhere (the data set's clip shape)."""
+    values = merge(plugin_section(tables, kind, name), {k: v for k, v in sets.get(kind, {}).items() if k != "name"})
+    for key, value in (fixed or {}).items():
+        if key in values and values[key] != value:
+            raise ConfigError(f"{kind}.{key} = {values[key]!r} does not fit the data set ({key} = {value!r})")
+        values[key] = value
+    return from_dict(factory.Config, values, where=f"{kind} {name}")
+
+
+def check_resumable(stored: dict[str, Any], resolved: dict[str, Any]) -> None:
+    """Refuse to resume a run whose config differs, naming the keys."""
+    changed = [k for k in differences(stored, resolved) if k not in RESUME_FREE]
+    if changed:
+        shown = ", ".join(changed[:8]) + (f" (and {len(changed) - 8} more)" if len(changed) > 8 else "")
+        raise ConfigError(f"cannot resume: the run was made with a different config ({shown}); "
+                          "use the same options, or start a new run with another --out")  # fmt: skip

@@ -1,0 +1,86 @@
+"""``t2vkit train``: resolve a stage's config, check everything that can be checked before any
+work (output folder, data set, plugins, clip shape, resumability), then hand over to the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2vkit.checkpoint import read_config, write_config
+from t2vkit.config import to_dict
+from t2vkit.data.store import PreparedDataset
+from t2vkit.errors import ConfigError, T2VError
+from t2vkit.fsutil import check_can_create, check_writable_dir
+from t2vkit.training import distributed
+from t2vkit.training.config import Sources, check_resumable, layered_tables, stage_train_config
+from t2vkit.training.engine import Summary, Trainer
+
+STAGES = ("video", "align", "diffusion")
+
+
+@dataclass
+class TrainRequest:
+    stage: str
+    dataset: Path
+    out: Path
+    decoder: str | None = None
+    sources: Sources = field(default_factory=Sources)
+    resume: bool = False
+    device: str = "auto"
+
+
+def dataset_record(data: PreparedDataset) -> dict[str, Any]:
+    """What a run remembers of its data set (later stages check they are given the same one)."""
+    return {"path": str(data.root), "name": data.name, "fingerprint": data.meta.get("fingerprint"),
+            "clip_shape": list(data.clip_shape)}  # fmt: skip
+
+
+def train(request: TrainRequest) -> tuple[Summary, dict[str, Any]]:
+    if request.stage not in STAGES:
+        raise ConfigError(f"unknown stage {request.stage!r}; stages: {', '.join(STAGES)}")
+    if request.stage != "video":
+        raise T2VError(f"--stage {request.stage} is not yet available in t2vkit (it lands with a later issue)")
+    ctx = distributed.setup(request.device)
+    try:
+        return _train(request, ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _train(request: TrainRequest, ctx: distributed.Context) -> tuple[Summary, dict[str, Any]]:
+    from t2vkit.training import video
+
+    out = check_can_create(request.out) if ctx.is_main else Path(request.out)
+    data = PreparedDataset(request.dataset)
+    tables, sets = layered_tables(request.sources)
+    unknown = sorted(set(sets) - {"train", "decoder"})
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}.…: stage {request.stage} has no section {unknown[0]!r} "
+                          "(it has train, decoder)")  # fmt: skip
+    train_cfg = stage_train_config(tables, sets, request.stage)
+    task, sections = video.build(request.decoder, data, tables, sets, train_cfg)
+    resolved = {"stage": request.stage, "dataset": dataset_record(data), **sections, "train": to_dict(train_cfg),
+                "notes": task.notes()}  # fmt: skip
+
+    train_set, val_set = video.datasets(data)
+    trainer = Trainer(task, train_cfg, out, train_set, val_set, ctx)  # checks the batch size, writes nothing
+
+    if ctx.is_main:  # only rank 0 reads and writes the run directory (it may be local to its node)
+        if request.resume:
+            check_resumable(read_config(out), {**resolved, **_stamp()})
+        elif (out / "config.json").exists():
+            raise T2VError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        elif out.is_dir() and any(out.iterdir()):
+            raise T2VError(f"{out} is not empty; choose an empty or new folder for --out")
+        check_writable_dir(out)
+        write_config(out, resolved)
+    distributed.barrier()
+    return trainer.fit(resume=request.resume), resolved
+
+
+def _stamp() -> dict[str, Any]:
+    from t2vkit import __version__
+    from t2vkit.checkpoint import RUN_FORMAT, RUN_FORMAT_VERSION
+
+    return {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "t2vkit_version": __version__}
