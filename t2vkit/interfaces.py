@@ -10,7 +10,7 @@ This module must stay importable without torch (``t2vkit --help`` and plugin dis
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -117,26 +117,84 @@ class VideoObjective(ABC):
 # --------------------------------------------------------------------------- aligners
 
 
+@dataclass
+class AlignBatch:
+    """One stage-2 training batch: texts, their clips and the frozen stage-1 networks' view of them."""
+
+    text: torch.Tensor  # [B, d_t]  pooled embedding of the clean caption
+    text_aug: torch.Tensor  # [B, d_t]  the caption with a noise word inserted (or the clean one)
+    latent: torch.Tensor  # [B, *latent_shape]  z_v = E_v(video), from the frozen stage-1 encoder
+    video: torch.Tensor  # [B, C, T, H, W] in [-1, 1]
+    bucket: torch.Tensor  # [B] long: clips with one bucket id share their semantics
+    decode: Callable[[torch.Tensor], torch.Tensor]  # the frozen decoder G; gradients reach its input
+
+
 class Aligner(ABC):
-    """Maps pooled text embeddings ``[B, d_t]`` to video latents ``[B, *latent_shape]``."""
+    """Maps pooled text embeddings ``[B, d_t]`` to video latents ``[B, *latent_shape]``.
+
+    Subclasses are ``torch.nn.Module``s. Their ``Config`` has the fields ``text_dim`` and
+    ``latent_shape``, which t2vkit fills from the text encoder and the stage-1 run.
+    """
 
     Config: ClassVar[type] = NoConfig
 
     @abstractmethod
-    def text_to_latent(self, text: torch.Tensor) -> torch.Tensor: ...
+    def text_to_latent(self, text: torch.Tensor) -> torch.Tensor:
+        """The generation path: ``[B, d_t]`` → ``[B, *latent_shape]``."""
+
+    @abstractmethod
+    def objective(self) -> AlignObjective:
+        """The losses (and auxiliary networks) that train this aligner in stage 2."""
+
+    def text_to_shared(self, text: torch.Tensor) -> torch.Tensor | None:
+        """Text in the shared semantic space (M(z_t)), for latent-space figures; None without one."""
+        return None
+
+    def latent_to_shared(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """Video latents in the shared space (E_s(z_v)); None without one."""
+        return None
+
+
+class AlignObjective(ABC):
+    """How stage 2 trains an :class:`Aligner`; the engine drives it like a :class:`VideoObjective`:
+    :meth:`forward` once per step, :meth:`auxiliary_loss` on detached outputs (auxiliary optimizer),
+    :meth:`aligner_loss` (the aligner's optimizer), then :meth:`after_step` (e.g. an EMA update)."""
+
+    def auxiliaries(self) -> dict[str, torch.nn.Module]:
+        return {}
+
+    @abstractmethod
+    def forward(self, aligner: Aligner, batch: AlignBatch) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def aligner_loss(self, batch: AlignBatch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def auxiliary_loss(self, batch: AlignBatch, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+    def after_step(self) -> None:  # noqa: B027  (optional hook; most objectives need nothing here)
+        """Called after both updates of a step."""
 
 
 # --------------------------------------------------------------------------- samplers
 
 
 class Sampler(ABC):
-    """Draws video latents for texts: ``sample(text, n, seed) -> [B * n, *latent_shape]``."""
+    """Draws video latents for texts: ``sample(text, n, seed) -> [B * n, *latent_shape]``.
+
+    A sampler draws from the network a training stage exports: ``stage`` names that stage
+    ("align" for an aligner, "diffusion" for a denoiser) and the constructor receives it.
+    """
 
     Config: ClassVar[type] = NoConfig
+    stage: ClassVar[str]
 
     @abstractmethod
-    def sample(self, text: TextEmbedding, n: int = 1, seed: int | None = None, **options: Any) -> torch.Tensor:
-        ...
+    def __init__(self, config: Any, model: torch.nn.Module) -> None: ...
+
+    @abstractmethod
+    def sample(self, text: TextEmbedding, n: int = 1, seed: int | None = None) -> torch.Tensor:
+        """Latents for each text, ``n`` per text, grouped by text (text 0's n first)."""
 
 
 # --------------------------------------------------------------------------- data sets

@@ -80,5 +80,5 @@ def test_resume_from_the_command_line_and_the_stages_still_to_come(syncdraw, tmp
     assert json.loads((out / "checkpoints/last/state.json").read_text())["step"] == 4
     refused = cli(*args, "--max-steps", "6", "--resume", "--set", "decoder.latent_dim=8")
     assert refused.returncode == 1 and "cannot resume" in refused.stderr and "decoder.latent_dim" in refused.stderr
-    later = cli("train", "--stage", "align", "--dataset", str(syncdraw), "--out", str(tmp_path / "a"))
+    later = cli("train", "--stage", "diffusion", "--dataset", str(syncdraw), "--out", str(tmp_path / "a"))
     assert later.returncode == 1 and "not yet available" in later.stderr

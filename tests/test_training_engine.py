@@ -216,7 +216,7 @@ def test_bad_input_is_refused_before_any_work(squares, tmp_path):
         run(squares, blocker / "run")
     with pytest.raises(DataError, match="not a prepared t2vkit data set"):
         run(tmp_path, tmp_path / "a")
-    with pytest.raises(ConfigError, match=r"decoder.size = 16 does not fit the data set \(size = 8\)"):
+    with pytest.raises(ConfigError, match=r"decoder.size = 16 conflicts with size = 8, given by the data set"):
         run(squares, tmp_path / "b", "decoder.size=16")
     with pytest.raises(ConfigError, match="decoder tiny-ae: unknown key width"):
         run(squares, tmp_path / "c", "decoder.width=3")

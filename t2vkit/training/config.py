@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from t2vkit.config import differences, from_dict, load_preset, load_toml, merge, parse_overrides, plugin_section
+from t2vkit.config import (
+    differences,
+    from_dict,
+    load_preset,
+    load_toml,
+    merge,
+    parse_overrides,
+    plugin_section,
+    to_dict,
+)
 from t2vkit.errors import ConfigError
 
 
@@ -33,6 +42,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False  # torch.compile the trained networks
     channels_last: bool = False  # channels-last (3D) memory format for the trained networks
+    noise_variants: int = 16  # stage 2: noise-word variants embedded per caption (text augmentation)
 
 
 # Keys that change how a run is carried out, not what it computes: --resume may differ in these.
@@ -70,8 +80,9 @@ def plugin_config(factory: Any, kind: str, name: str, tables: dict[str, Any], se
     then ``fixed`` values that come from elsewhere (the data set's clip shape)."""
     values = merge(plugin_section(tables, kind, name), {k: v for k, v in sets.get(kind, {}).items() if k != "name"})
     for key, value in (fixed or {}).items():
-        if key in values and values[key] != value:
-            raise ConfigError(f"{kind}.{key} = {values[key]!r} does not fit the data set ({key} = {value!r})")
+        if key in values and to_dict(values[key]) != to_dict(value):
+            raise ConfigError(f"{kind}.{key} = {to_dict(values[key])!r} conflicts with {key} = {to_dict(value)!r}, "
+                              "given by the data set or the stage-1 run")  # fmt: skip
         values[key] = value
     return from_dict(factory.Config, values, where=f"{kind} {name}")
 

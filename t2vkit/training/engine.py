@@ -181,7 +181,10 @@ class Trainer:
                 module.to(memory_format=torch.channels_last_3d)
         distributed.broadcast_parameters(task.modules.values())
         groups = task.optimized()
-        self.params = {name: [p for m in mods for p in m.parameters()] for name, mods in groups.items()}
+        # Parameters that do not require gradients (frozen parts, EMA targets) are never optimized.
+        self.params = {
+            name: [p for m in mods for p in m.parameters() if p.requires_grad] for name, mods in groups.items()
+        }
         self.optimizers = {
             name: torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
             for name, params in self.params.items()

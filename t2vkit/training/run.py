@@ -1,5 +1,9 @@
 """``t2vkit train``: resolve a stage's config, check everything that can be checked before any
-work (output folder, data set, plugins, clip shape, resumability), then hand over to the engine."""
+work (output folder, data set, plugins, clip shape, resumability), then hand over to the engine.
+
+Each stage module (``video``, ``align``) provides ``build(request, data, tables, sets, train_cfg,
+device) -> (task, config sections)``, ``after_config(request, out)`` and ``datasets(data)``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from t2vkit.training.config import Sources, check_resumable, layered_tables, sta
 from t2vkit.training.engine import Summary, Trainer
 
 STAGES = ("video", "align", "diffusion")
+# The config sections --set may address, per stage.
+SECTIONS = {"video": {"train", "decoder"}, "align": {"train", "aligner", "encoder"}}
 
 
 @dataclass
@@ -24,7 +30,10 @@ class TrainRequest:
     stage: str
     dataset: Path
     out: Path
-    decoder: str | None = None
+    decoder: str | None = None  # stage video
+    aligner: str | None = None  # stage align
+    encoder: str | None = None  # stage align (default: the preset's)
+    video: Path | None = None  # stage align: the stage-1 run
     sources: Sources = field(default_factory=Sources)
     resume: bool = False
     device: str = "auto"
@@ -36,34 +45,43 @@ def dataset_record(data: PreparedDataset) -> dict[str, Any]:
             "clip_shape": list(data.clip_shape)}  # fmt: skip
 
 
+def _stage_module(stage: str) -> Any:
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    if stage == "video":
+        from t2vkit.training import video
+
+        return video
+    if stage == "align":
+        from t2vkit.training import align
+
+        return align
+    raise T2VError(f"--stage {stage} is not yet available in t2vkit (it lands with a later issue)")
+
+
 def train(request: TrainRequest) -> tuple[Summary, dict[str, Any]]:
-    if request.stage not in STAGES:
-        raise ConfigError(f"unknown stage {request.stage!r}; stages: {', '.join(STAGES)}")
-    if request.stage != "video":
-        raise T2VError(f"--stage {request.stage} is not yet available in t2vkit (it lands with a later issue)")
+    stage = _stage_module(request.stage)
     ctx = distributed.setup(request.device)
     try:
-        return _train(request, ctx)
+        return _train(request, stage, ctx)
     finally:
         distributed.shutdown()
 
 
-def _train(request: TrainRequest, ctx: distributed.Context) -> tuple[Summary, dict[str, Any]]:
-    from t2vkit.training import video
-
+def _train(request: TrainRequest, stage: Any, ctx: distributed.Context) -> tuple[Summary, dict[str, Any]]:
     out = check_can_create(request.out) if ctx.is_main else Path(request.out)
     data = PreparedDataset(request.dataset)
     tables, sets = layered_tables(request.sources)
-    unknown = sorted(set(sets) - {"train", "decoder"})
+    allowed = SECTIONS[request.stage]
+    unknown = sorted(set(sets) - allowed)
     if unknown:
         raise ConfigError(f"--set {unknown[0]}.…: stage {request.stage} has no section {unknown[0]!r} "
-                          "(it has train, decoder)")  # fmt: skip
+                          f"(it has {', '.join(sorted(allowed))})")  # fmt: skip
     train_cfg = stage_train_config(tables, sets, request.stage)
-    task, sections = video.build(request.decoder, data, tables, sets, train_cfg)
+    task, sections = stage.build(request, data, tables, sets, train_cfg, ctx.device)
     resolved = {"stage": request.stage, "dataset": dataset_record(data), **sections, "train": to_dict(train_cfg),
                 "notes": task.notes()}  # fmt: skip
-
-    train_set, val_set = video.datasets(data)
+    train_set, val_set = stage.datasets(data)
     trainer = Trainer(task, train_cfg, out, train_set, val_set, ctx)  # checks the batch size, writes nothing
 
     if ctx.is_main:  # only rank 0 reads and writes the run directory (it may be local to its node)
@@ -75,6 +93,7 @@ def _train(request: TrainRequest, ctx: distributed.Context) -> tuple[Summary, di
             raise T2VError(f"{out} is not empty; choose an empty or new folder for --out")
         check_writable_dir(out)
         write_config(out, resolved)
+        stage.after_config(request, out)
     distributed.barrier()
     return trainer.fit(resume=request.resume), resolved
 

@@ -71,12 +71,13 @@ class VideoTask(Task):
         return list(getattr(self.objective, "notes", []))
 
 
-def build(name: str | None, data: PreparedDataset, tables: dict[str, Any], sets: dict[str, Any],
-          train_cfg: Any) -> tuple[VideoTask, dict[str, Any]]:  # fmt: skip
-    """The stage-1 task for decoder ``name`` and its resolved config section."""
+def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dict[str, Any], train_cfg: Any,
+          device: torch.device) -> tuple[VideoTask, dict[str, Any]]:  # fmt: skip
+    """The stage-1 task for the requested decoder and its resolved config section."""
     from t2vkit import registry
     from t2vkit.training.config import plugin_config
 
+    name = request.decoder
     if not name:
         known = ", ".join(registry.get_registry().names("decoder"))
         raise ConfigError(f"--stage video needs --decoder NAME (available: {known})")
@@ -90,6 +91,10 @@ def build(name: str | None, data: PreparedDataset, tables: dict[str, Any], sets:
     model = factory(config)
     task = VideoTask(model, model.objective())
     return task, {"decoder": {"name": name, **to_dict(config)}}
+
+
+def after_config(request: Any, out: Any) -> None:
+    """Nothing to add to a stage-1 run directory before training."""
 
 
 def datasets(data: PreparedDataset) -> tuple[ClipDataset, ClipDataset | None]:

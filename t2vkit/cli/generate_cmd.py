@@ -1,0 +1,113 @@
+"""``t2vkit generate``: videos from prompts with a trained run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from t2vkit.errors import T2VError
+
+BACKENDS = ("torch", "onnx", "trt")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """A file-name-safe version of a prompt: "Digit 3 is moving!" → "digit-3-is-moving"."""
+    words = re.findall(r"\w+", text.lower())
+    return "-".join(words)[:limit].strip("-") or "video"
+
+
+def output_paths(out: Path | None, prompts: list[str], num: int) -> list[Path]:
+    """One .mp4 path per video: ``out`` for a single video, else ``out``'s stem plus -PROMPT-SAMPLE."""
+    if out is not None and out.suffix.lower() != ".mp4":
+        raise T2VError(f"--out must end in .mp4, got {out}")
+    if len(prompts) * num == 1:
+        return [out or Path(f"{slug(prompts[0])}.mp4")]
+    paths = []
+    for p, prompt in enumerate(prompts, 1):
+        for k in range(1, num + 1):
+            stem = f"{out.stem}-{p:02d}" if out is not None else slug(prompt)
+            parent = out.parent if out is not None else Path()
+            paths.append(parent / (f"{stem}-{k:02d}.mp4" if num > 1 else f"{stem}.mp4"))
+    return paths
+
+
+def generate(
+    prompt: str | None = typer.Argument(None, help="What the video shows, e.g. \"digit 3 is moving up and down\"."),
+    model: Path | None = typer.Option(None, "--model", help="A trained stage-2 (align) or diffusion run directory."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="A text file with one prompt per line."),
+    num: int = typer.Option(1, "--num", help="Videos per prompt."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed; the same seed gives the same videos."),
+    out: Path | None = typer.Option(None, "--out", help="Output .mp4 (default: the prompt as a file name)."),
+    gif: bool = typer.Option(False, "--gif", help="Also write a GIF beside each mp4."),
+    sheet: bool = typer.Option(False, "--sheet", help="Also write a PNG contact sheet of all videos."),
+    backend: str = typer.Option("torch", "--backend", help="torch (onnx and trt land with the export issue)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="direct (align runs); default: the run's own."),
+    scale: int = typer.Option(1, "--scale", help="Enlarge frames by this factor (nearest neighbour) to view them."),
+    fps: int = typer.Option(8, "--fps", help="Frames per second of the written videos."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Generate videos from text with a trained model; prints the paths it wrote.
+
+    [dim]Examples:[/]
+      t2vkit generate "digit 3 is moving up and down" --model runs/progressive
+      t2vkit generate "person 2 is walking left to right" --model runs/kth --out walk.mp4 --gif --scale 4
+      t2vkit generate --prompts prompts.txt --model runs/progressive --out videos/clip.mp4 --sheet
+    """
+    from t2vkit.cli import console
+
+    if backend not in BACKENDS:
+        raise T2VError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "torch":
+        raise T2VError(f"--backend {backend} is not yet available in t2vkit (it lands with the export issue)")
+    if (prompt is None) == (prompts is None):
+        raise T2VError("give either a PROMPT or --prompts FILE (one of them)")
+    if model is None:
+        raise T2VError("no --model given, and this t2vkit ships no default model yet; train one with "
+                       "`t2vkit train --stage video ...`, then `t2vkit train --stage align ...`, "
+                       "and pass --model RUN_DIR")
+    if scale < 1 or fps < 1:
+        raise T2VError("--scale and --fps must be at least 1")
+    texts = [prompt] if prompt is not None else _read_prompts(prompts)
+
+    from t2vkit.pipeline import Pipeline, check_prompts
+
+    texts = check_prompts(texts)
+    paths = output_paths(out, texts, num)
+    planned = paths + [p.with_suffix(".gif") for p in paths if gif] + ([_sheet_path(paths[0], out)] if sheet else [])
+    existing = [p for p in planned if p.exists()]
+    if existing and not overwrite:
+        raise T2VError(f"{existing[0]} already exists; pass --overwrite to replace it")
+
+    from t2vkit.video_io import contact_sheet, upscale, write_gif, write_mp4, write_png
+
+    videos = Pipeline.from_run(model, sampler=sampler, device=device).videos(texts, n=num, seed=seed)
+    for path, video in zip(paths, videos, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        big = upscale(video, scale)
+        console.print(str(write_mp4(path, big, fps=fps)))
+        if gif:
+            console.print(str(write_gif(path.with_suffix(".gif"), big, fps=fps)))
+    if sheet:
+        console.print(str(write_png(_sheet_path(paths[0], out), contact_sheet([upscale(v, scale) for v in videos]))))
+
+
+def _read_prompts(path: Path) -> list[str]:
+    if not path.is_file():
+        raise T2VError(f"prompts file not found: {path}")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    texts = [line for line in lines if line and not line.startswith("#")]
+    if not texts:
+        raise T2VError(f"{path} holds no prompt (one per line; # starts a comment)")
+    return texts
+
+
+def _sheet_path(first: Path, out: Path | None) -> Path:
+    base = out if out is not None else first
+    return base.with_name(f"{base.stem}-sheet.png")

@@ -1,0 +1,97 @@
+"""Prompt → video with a trained run: the text encoder, a sampler and the decoder G, in PyTorch.
+
+A stage-2 run directory holds everything generation needs: its config names the encoder (with
+the identity of its weights), the aligner and the decoder, and the run carries both networks'
+weights, so ``Pipeline.from_run(RUN_DIR)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from t2vkit import registry
+from t2vkit.checkpoint import load_component, read_config
+from t2vkit.config import from_dict
+from t2vkit.data.torch_dataset import tensor_to_clip
+from t2vkit.errors import CheckpointError, T2VError
+
+# The sampler each kind of run is drawn with by default.
+DEFAULT_SAMPLER = {"align": "direct", "diffusion": "diffusion"}
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """Strip prompts and refuse empty ones (one clear error naming which)."""
+    cleaned = [p.strip() for p in prompts]
+    if not cleaned:
+        raise T2VError("no prompt given")
+    for number, prompt in enumerate(cleaned, 1):
+        if not prompt:
+            where = "the prompt" if len(cleaned) == 1 else f"prompt {number}"
+            raise T2VError(f"{where} is empty; describe the video, e.g. \"digit 3 is moving up and down\"")
+    return cleaned
+
+
+def _build(kind: str, section: dict[str, Any], where: str, drop: tuple[str, ...] = ()) -> Any:
+    factory = registry.get(kind, section["name"]).factory
+    fields = {k: v for k, v in section.items() if k != "name" and k not in drop}
+    return factory(from_dict(factory.Config, fields, where=where))
+
+
+class Pipeline:
+    def __init__(self, encoder: Any, sampler: Any, decoder: Any, config: dict[str, Any], device: torch.device) -> None:
+        self.encoder, self.sampler, self.decoder = encoder, sampler, decoder
+        self.config, self.device = config, device
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, sampler: str | None = None, device: str = "cpu") -> Pipeline:
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        stage = config.get("stage")
+        if stage not in DEFAULT_SAMPLER:
+            raise CheckpointError(f"{run_dir} is a stage-{stage!r} run; generation needs a stage-2 (align) run "
+                                  "or a diffusion run (t2vkit train --stage align ...)")  # fmt: skip
+        name = sampler or DEFAULT_SAMPLER[stage]
+        factory = registry.get("sampler", name).factory
+        if factory.stage != stage:
+            right = DEFAULT_SAMPLER[stage]
+            raise T2VError(f"the {name} sampler draws from {factory.stage} runs, and {run_dir} is a {stage} run; "
+                           f"use --sampler {right}")  # fmt: skip
+        where = f"{run_dir}/config.json"
+        encoder = _build("encoder", config["encoder"], f"{where} encoder", drop=("identity",))
+        recorded = config["encoder"].get("identity")
+        if recorded and encoder.identity != recorded:
+            raise CheckpointError(
+                f"{run_dir} was trained with text encoder weights {recorded}; the {config['encoder']['name']} "
+                f"encoder here has {encoder.identity}: install the same encoder weights"
+            )
+        decoder = _build("decoder", config["decoder"], f"{where} decoder")
+        load_component(run_dir, "decoder", decoder)
+        model = _build("aligner", config["aligner"], f"{where} aligner") if stage == "align" else None
+        if model is None:
+            raise T2VError(f"{stage} runs are not yet supported by generation")
+        load_component(run_dir, "aligner", model)
+        dev = torch.device(device)
+        for module in (decoder, model, encoder):
+            if isinstance(module, torch.nn.Module):
+                module.to(dev).eval()
+        return cls(encoder, factory(factory.Config(), model), decoder, config, dev)
+
+    @torch.no_grad()
+    def videos(self, prompts: Sequence[str], n: int = 1, seed: int | None = None,
+               batch_size: int = 16) -> np.ndarray:  # fmt: skip
+        """uint8 videos ``[len(prompts) * n, T, H, W, C]``, prompt 0's ``n`` first."""
+        prompts = check_prompts(prompts)
+        if n < 1:
+            raise T2VError(f"--num must be at least 1, got {n}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        text = self.encoder.encode(prompts)
+        latents = self.sampler.sample(text, n=n, seed=seed).to(self.device)
+        chunks = [self.decoder.decode(latents[i : i + batch_size]).clamp(-1, 1)
+                  for i in range(0, len(latents), batch_size)]  # fmt: skip
+        return tensor_to_clip(torch.cat(chunks))
