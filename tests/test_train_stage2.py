@@ -144,3 +144,21 @@ def test_every_baseline_trains_and_generates(syncdraw, stage1, tmp_path, aligner
     summary, _ = align(syncdraw, stage1, out, aligner, *extra)
     assert summary.step == 3
     assert Pipeline.from_run(out).videos(["digit 5 is moving left and right"]).shape == (1, 16, 64, 64, 1)
+
+
+def test_evaluate_a_stage1_and_a_stage2_run(syncdraw, stage1, model, tmp_path):
+    report = tmp_path / "r.json"
+    result = cli("evaluate", str(stage1), "--dataset", str(syncdraw), "--json", str(report),
+                 "--markdown", str(tmp_path / "t.md"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["stage"] == "video" and data["clips"] == 8 and set(data["metrics"]) == {"psnr", "ssim"}
+    assert data["skipped"]["fvd"].startswith("not yet available")
+    assert "| PSNR ↑ | SSIM ↑ |" in (tmp_path / "t.md").read_text()
+    result = cli("evaluate", str(model), "--dataset", str(syncdraw), "--split", "val", "--json", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert set(data["metrics"]) == {"b_psnr", "b_ssim"} and data["metrics"]["b_psnr"]["mean"] > 5
+    prepare("shapes", tmp_path / "shapes", {"num_train": 4, "num_val": 0, "num_test": 4})
+    wrong = cli("evaluate", str(stage1), "--dataset", str(tmp_path / "shapes"))
+    assert wrong.returncode == 1 and "has clips of shape [16, 64, 64, 3]" in wrong.stderr

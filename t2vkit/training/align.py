@@ -24,7 +24,7 @@ from t2vkit.errors import ConfigError
 from t2vkit.fsutil import atomic_write_bytes, sha256_file
 from t2vkit.interfaces import AlignBatch, Aligner, AlignObjective, TextEncoder
 from t2vkit.log import log
-from t2vkit.metrics.quality import psnr, ssim
+from t2vkit.metrics.bucket import best_matches, weighted_summary
 from t2vkit.training.engine import Task, Update, frozen
 
 
@@ -133,21 +133,15 @@ class AlignTask(Task):
                 counts[caption] += 1
         captions = sorted(counts)
         generated = self.generate(captions, device)
-        scores: dict[str, list[float]] = {"b_psnr": [], "b_ssim": []}
-        weights = []
+        scores: dict[str, list[torch.Tensor]] = {"b_psnr": [], "b_ssim": []}
         for caption, video in zip(captions, generated, strict=True):
-            bucket = self.bucket_of[caption]
-            refs = torch.stack([clip_to_tensor(self.data.clips[i]) for i in self.val_index[bucket]]).to(device)
-            probe = video[None].expand_as(refs)
-            scores["b_psnr"].append(float(psnr(probe, refs).max()))
-            scores["b_ssim"].append(float(ssim(probe, refs).max()))
-            weights.append(counts[caption])
-        w = torch.tensor(weights, dtype=torch.float64)
+            refs = torch.stack([clip_to_tensor(self.data.clips[i]) for i in self.val_index[self.bucket_of[caption]]])
+            for key, value in best_matches(video[None], refs.to(device)).items():
+                scores[key].append(value)
+        weights = torch.tensor([counts[c] for c in captions])
         out = {}
         for key, values in scores.items():
-            v = torch.tensor(values, dtype=torch.float64)
-            mean = float((v * w).sum() / w.sum())
-            out[key], out[f"{key}_std"] = mean, float(((v - mean) ** 2 * w).sum().div(w.sum()).sqrt())
+            out[key], out[f"{key}_std"] = weighted_summary(torch.cat(values).cpu(), weights)
         return out
 
     @torch.no_grad()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import math
+
+import torch
+
+from t2vkit.metrics.bucket import best_matches, weighted_summary
+from t2vkit.metrics.quality import MAX_PSNR, psnr, ssim
+
+
+def test_psnr_of_a_known_mse():
+    target = torch.zeros(1, 1, 4, 8, 8)
+    pred = target + 0.2  # in [-1, 1] units, i.e. 0.1 in [0, 1]: MSE 0.01 → 20 dB
+    assert abs(psnr(pred, target).item() - 20.0) < 1e-4
+    assert psnr(target, target).item() == MAX_PSNR  # identical frames are capped, not infinite
+
+
+def test_ssim_is_one_for_identical_videos_and_lower_for_noise():
+    torch.manual_seed(0)
+    video = torch.rand(2, 1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(ssim(video, video), torch.ones(2), atol=1e-5)
+    assert (ssim((video + 0.5 * torch.randn_like(video)).clamp(-1, 1), video) < 0.9).all()
+
+
+def test_bucket_metrics_keep_the_best_match():
+    torch.manual_seed(0)
+    refs = torch.rand(5, 1, 2, 16, 16) * 2 - 1
+    generated = (refs[3:4] + 0.01).clamp(-1, 1)  # nearly reference 3
+    best = best_matches(generated, refs)
+    assert torch.isclose(best["b_psnr"][0], psnr(generated, refs[3:4])[0])
+    assert torch.isclose(best["b_ssim"][0], ssim(generated, refs[3:4])[0])
+    assert best["b_psnr"][0] > psnr(generated.expand_as(refs), refs).sort().values[-2]
+
+
+def test_weighted_summary():
+    mean, std = weighted_summary(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0]))
+    assert math.isclose(mean, 1.5) and math.isclose(std, math.sqrt(0.75))
