@@ -182,12 +182,22 @@ class AlignObjective(ABC):
 class Sampler(ABC):
     """Draws video latents for texts: ``sample(text, n, seed) -> [B * n, *latent_shape]``.
 
-    A sampler draws from the network a training stage exports: ``stage`` names that stage
-    ("align" for an aligner, "diffusion" for a denoiser) and the constructor receives it.
+    A sampler draws with the network a training stage exports: ``stage`` names that stage ("align"
+    for an aligner, "diffusion" for a denoiser), ``model_section`` the run-config section (and
+    checkpoint name) describing it, and :meth:`build_model` rebuilds it from that section. A
+    sampler whose network t2vkit trains (stage "diffusion") also has a ``Model`` class, an
+    ``nn.Module`` with a ``Config`` and an ``objective()`` returning a :class:`DenoiserObjective`.
+    Its ``Config`` holds the sampling options (steps, guidance, ...).
     """
 
     Config: ClassVar[type] = NoConfig
     stage: ClassVar[str]
+    model_section: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def build_model(cls, section: dict[str, Any]) -> torch.nn.Module:
+        """The network described by a run config's ``model_section`` (weights not loaded)."""
 
     @abstractmethod
     def __init__(self, config: Any, model: torch.nn.Module) -> None: ...
@@ -195,6 +205,24 @@ class Sampler(ABC):
     @abstractmethod
     def sample(self, text: TextEmbedding, n: int = 1, seed: int | None = None) -> torch.Tensor:
         """Latents for each text, ``n`` per text, grouped by text (text 0's n first)."""
+
+
+@dataclass
+class DenoiserBatch:
+    """One training batch of a denoiser: clean latents and the captions' token states."""
+
+    latent: torch.Tensor  # [B, C, T, H, W]  x_0, scaled to about unit variance
+    tokens: torch.Tensor  # [B, L, d]  text token states
+    mask: torch.Tensor  # [B, L] bool
+    null_tokens: torch.Tensor  # [1, L0, d]  the empty caption's states, for caption dropout (CFG)
+    null_mask: torch.Tensor  # [1, L0] bool
+
+
+class DenoiserObjective(ABC):
+    """How stage "diffusion" trains a sampler's ``Model``: named, weighted loss terms per batch."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, batch: DenoiserBatch) -> dict[str, torch.Tensor]: ...
 
 
 # --------------------------------------------------------------------------- data sets

@@ -71,10 +71,10 @@ class Pipeline:
             )
         decoder = _build("decoder", config["decoder"], f"{where} decoder")
         load_component(run_dir, "decoder", decoder)
-        model = _build("aligner", config["aligner"], f"{where} aligner") if stage == "align" else None
-        if model is None:
-            raise T2VError(f"{stage} runs are not yet supported by generation")
-        load_component(run_dir, "aligner", model)
+        if factory.model_section not in config:
+            raise CheckpointError(f"{where} has no {factory.model_section!r} section for the {name} sampler")
+        model = factory.build_model(config[factory.model_section])
+        load_component(run_dir, factory.model_section, model)
         dev = torch.device(device)
         for module in (decoder, model, encoder):
             if isinstance(module, torch.nn.Module):
