@@ -48,7 +48,9 @@ class Pipeline:
         self.config, self.device = config, device
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, sampler: str | None = None, device: str = "cpu") -> Pipeline:
+    def from_run(cls, run_dir: str | Path, sampler: str | None = None, device: str = "cpu",
+                 options: dict[str, Any] | None = None) -> Pipeline:  # fmt: skip
+        """Load a run; ``options`` are the sampler's (``steps``, ``cfg``, ... for diffusion)."""
         run_dir = Path(run_dir)
         config = read_config(run_dir)
         stage = config.get("stage")
@@ -79,7 +81,8 @@ class Pipeline:
         for module in (decoder, model, encoder):
             if isinstance(module, torch.nn.Module):
                 module.to(dev).eval()
-        return cls(encoder, factory(factory.Config(), model), decoder, config, dev)
+        sampler_config = from_dict(factory.Config, options or {}, where=f"sampler {name}")
+        return cls(encoder, factory(sampler_config, model), decoder, config, dev)
 
     @torch.no_grad()
     def videos(self, prompts: Sequence[str], n: int = 1, seed: int | None = None,

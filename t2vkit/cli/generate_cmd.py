@@ -47,7 +47,10 @@ def generate(
     gif: bool = typer.Option(False, "--gif", help="Also write a GIF beside each mp4."),
     sheet: bool = typer.Option(False, "--sheet", help="Also write a PNG contact sheet of all videos."),
     backend: str = typer.Option("torch", "--backend", help="torch (onnx and trt land with the export issue)."),
-    sampler: str | None = typer.Option(None, "--sampler", help="direct (align runs); default: the run's own."),
+    sampler: str | None = typer.Option(None, "--sampler", help="direct (align runs), diffusion (diffusion runs)."),
+    steps: int | None = typer.Option(None, "--steps", help="Diffusion: DDIM steps (default 25)."),
+    cfg: float | None = typer.Option(None, "--cfg", help="Diffusion: classifier-free guidance scale (default 7.5)."),
+    mg_alpha: float | None = typer.Option(None, "--mg-alpha", help="Diffusion: MG sampling scale (default 40; 0 off)."),
     scale: int = typer.Option(1, "--scale", help="Enlarge frames by this factor (nearest neighbour) to view them."),
     fps: int = typer.Option(8, "--fps", help="Frames per second of the written videos."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -59,6 +62,7 @@ def generate(
       t2vkit generate "digit 3 is moving up and down" --model runs/progressive
       t2vkit generate "person 2 is walking left to right" --model runs/kth --out walk.mp4 --gif --scale 4
       t2vkit generate --prompts prompts.txt --model runs/progressive --out videos/clip.mp4 --sheet
+      t2vkit generate "digit 7 is moving left and right" --model runs/diffusion --num 4 --steps 25 --cfg 7.5 --seed 1
     """
     from t2vkit.cli import console
 
@@ -87,7 +91,10 @@ def generate(
 
     from t2vkit.video_io import contact_sheet, upscale, write_gif, write_mp4, write_png
 
-    videos = Pipeline.from_run(model, sampler=sampler, device=device).videos(texts, n=num, seed=seed)
+    given = {"steps": steps, "cfg": cfg, "mg_alpha": mg_alpha}
+    options = {k: v for k, v in given.items() if v is not None}
+    pipeline = Pipeline.from_run(model, sampler=sampler, device=device, options=options)
+    videos = pipeline.videos(texts, n=num, seed=seed)
     for path, video in zip(paths, videos, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         big = upscale(video, scale)

@@ -19,7 +19,8 @@ def train(
     decoder: str | None = typer.Option(None, help="Stage video: the video autoencoder (wae3d, unetldm, vae)."),
     aligner: str | None = typer.Option(None, help="Stage align: progressive, clip, imagebind, codi, direct, ..."),
     encoder: str | None = typer.Option(None, help="Stage align: the text encoder (default: the preset's)."),
-    video: Path | None = typer.Option(None, "--video", help="Stage align: the stage-1 run directory."),
+    video: Path | None = typer.Option(None, "--video", help="Stages align, diffusion: the stage-1 run directory."),
+    sampler: str | None = typer.Option(None, "--sampler", help="Stage diffusion: the sampler to train (diffusion)."),
     preset: str = typer.Option("quick", help="paper (the paper's hyperparameters), quick (a 2-core CPU), or a .toml."),
     config: Path | None = typer.Option(None, "--config", help="A TOML file layered over the preset."),
     set_: list[str] = typer.Option([], "--set", help="Override one value of the resolved config: key=value."),
@@ -41,6 +42,8 @@ def train(
       t2vkit train --stage video --dataset data/syncdraw --decoder unetldm --set decoder.latent=spatial --out runs/ldm
       t2vkit train --stage video --dataset data/syncdraw --decoder wae3d --out runs/wae3d --resume
       t2vkit train --stage align --dataset data/syncdraw --video runs/wae3d --aligner progressive --out runs/prog
+      t2vkit train --stage diffusion --dataset data/syncdraw --video runs/ldm-spatial --out runs/diffusion
+      t2vkit train --stage diffusion --dataset data/syncdraw --out runs/vdm   [dim]# pixel space[/]
       torchrun --nproc_per_node=2 -m t2vkit train --stage video --dataset data/syncdraw --decoder wae3d --out runs/ddp
     """
     from t2vkit.cli import console
@@ -57,7 +60,7 @@ def train(
     if workers is not None:
         overrides.append(f"train.num_workers={workers}")
     request = TrainRequest(stage=stage, dataset=dataset, out=out, decoder=decoder, aligner=aligner, encoder=encoder,
-                           video=video, resume=resume, device=device,
+                           video=video, sampler=sampler, resume=resume, device=device,
                            sources=Sources(preset=preset, config_file=config, overrides=tuple(overrides)))  # fmt: skip
     try:
         summary, _ = run_training(request)

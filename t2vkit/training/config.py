@@ -43,6 +43,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the trained networks
     channels_last: bool = False  # channels-last (3D) memory format for the trained networks
     noise_variants: int = 16  # stage 2: noise-word variants embedded per caption (text augmentation)
+    ema_decay: float = 0.999  # stage diffusion: the exported denoiser is this EMA of the trained one
 
 
 # Keys that change how a run is carried out, not what it computes: --resume may differ in these.

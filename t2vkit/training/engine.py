@@ -54,8 +54,9 @@ class Task(ABC):
     modules: dict[str, torch.nn.Module]
     #: networks written at the top of the run directory for later stages and generation
     exports: tuple[str, ...] = ()
-    #: validation metric that picks the best checkpoint (higher is better)
+    #: validation metric that picks the best checkpoint
     best_metric: str = "psnr"
+    best_higher: bool = True  # False when lower is better (a loss)
 
     @abstractmethod
     def optimized(self) -> dict[str, list[torch.nn.Module]]:
@@ -75,6 +76,13 @@ class Task(ABC):
     def notes(self) -> list[str]:
         """Facts about this run worth recording in its config (e.g. a skipped loss term)."""
         return []
+
+    def exported(self) -> dict[str, torch.nn.Module]:
+        """What to write at the top of the run directory, by file name (default: ``exports``)."""
+        return {name: self.modules[name] for name in self.exports}
+
+    def after_update(self) -> None:  # noqa: B027  (optional hook)
+        """Called after every training step (e.g. to update EMA weights)."""
 
 
 class Update:
@@ -211,8 +219,8 @@ class Trainer:
 
     def export(self) -> None:
         if self.ctx.is_main:
-            for name in self.task.exports:
-                save_component(self.run, name, self.task.modules[name])
+            for name, module in self.task.exported().items():
+                save_component(self.run, name, module)
 
     def resume(self) -> int:
         progress = load_checkpoint(self.run / "checkpoints" / "last", self.task.modules, self.optimizers)
@@ -238,6 +246,7 @@ class Trainer:
                     with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
                                         enabled=self.cfg.precision == "bf16"):  # fmt: skip
                         logged = self.task.train_step(batch, self.update)
+                    self.task.after_update()
                     step += 1
                     clips += len(batch["video"]) * self.ctx.world
                     self._log(step, logged, clips / max(time.perf_counter() - began, 1e-9), bar)
@@ -294,8 +303,9 @@ class Trainer:
             self._write_metrics({"step": step, "val": metrics})
             if videos:
                 self._write_samples(step, videos, columns)
-            score = metrics.get(self.task.best_metric, -math.inf)
-            if self.best is None or score > self.best.get(self.task.best_metric, -math.inf):
+            sign = 1.0 if self.task.best_higher else -1.0
+            score = sign * metrics.get(self.task.best_metric, sign * -math.inf)
+            if self.best is None or score > sign * self.best.get(self.task.best_metric, sign * -math.inf):
                 self.best = {"step": step, **metrics}
                 improved = True
         flag = torch.tensor([int(improved)], device=self.ctx.device)
