@@ -67,3 +67,17 @@ def test_mnist_from_the_environment_variable(tmp_path, mnist_dir):
     assert result.returncode == 0, result.stderr
     missing = run("data", "prepare", "syncdraw-mm", "--out", str(tmp_path / "none"), env={"T2VKIT_MNIST": ""})
     assert missing.returncode == 1 and "pass --mnist DIR or set T2VKIT_MNIST" in missing.stderr
+
+
+def test_generate_names_one_file_per_video_without_clashes():
+    from t2vkit.cli.generate_cmd import output_paths
+
+    def names(out, prompts, num):
+        return [str(p) for p in output_paths(Path(out) if out else None, prompts, num)]
+
+    assert names("v/d.mp4", ["a"], 1) == ["v/d.mp4"]
+    assert names("d.mp4", ["a"], 2) == ["d-01.mp4", "d-02.mp4"]
+    assert names("d.mp4", ["a", "b"], 1) == ["d-01.mp4", "d-02.mp4"]
+    assert names("d.mp4", ["a", "b"], 2) == ["d-01-01.mp4", "d-01-02.mp4", "d-02-01.mp4", "d-02-02.mp4"]
+    assert names(None, ["Digit 3, moving!"], 1) == ["digit-3-moving.mp4"]
+    assert names(None, ["same", "same"], 1) == ["same-01.mp4", "same-02.mp4"]

@@ -70,7 +70,7 @@ def test_two_process_data_parallel_run_with_torchrun(syncdraw, tmp_path):
     assert records[0]["train"] and load_decoder(out)[0] is not None
 
 
-def test_resume_from_the_command_line_and_the_stages_still_to_come(syncdraw, tmp_path):
+def test_resume_from_the_command_line_and_an_unknown_stage(syncdraw, tmp_path):
     out = tmp_path / "r"
     args = ["train", "--stage", "video", "--dataset", str(syncdraw), "--decoder", "wae3d", "--out", str(out),
             "--device", "cpu", *TINY]  # fmt: skip
@@ -80,5 +80,5 @@ def test_resume_from_the_command_line_and_the_stages_still_to_come(syncdraw, tmp
     assert json.loads((out / "checkpoints/last/state.json").read_text())["step"] == 4
     refused = cli(*args, "--max-steps", "6", "--resume", "--set", "decoder.latent_dim=8")
     assert refused.returncode == 1 and "cannot resume" in refused.stderr and "decoder.latent_dim" in refused.stderr
-    later = cli("train", "--stage", "diffusion", "--dataset", str(syncdraw), "--out", str(tmp_path / "a"))
-    assert later.returncode == 1 and "not yet available" in later.stderr
+    unknown = cli("train", "--stage", "sideways", "--dataset", str(syncdraw), "--out", str(tmp_path / "a"))
+    assert unknown.returncode == 1 and "unknown stage 'sideways'; stages: video, align, diffusion" in unknown.stderr

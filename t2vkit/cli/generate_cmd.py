@@ -23,18 +23,17 @@ def slug(text: str, limit: int = 60) -> str:
 
 
 def output_paths(out: Path | None, prompts: list[str], num: int) -> list[Path]:
-    """One .mp4 path per video: ``out`` for a single video, else ``out``'s stem plus -PROMPT-SAMPLE."""
+    """One .mp4 path per video: ``out`` for a single video; else ``out``'s stem numbered by sample
+    (one prompt), by prompt (one sample each), or by both; without ``out``, the prompts as names."""
     if out is not None and out.suffix.lower() != ".mp4":
         raise T2VError(f"--out must end in .mp4, got {out}")
     if len(prompts) * num == 1:
         return [out or Path(f"{slug(prompts[0])}.mp4")]
-    paths = []
-    for p, prompt in enumerate(prompts, 1):
-        for k in range(1, num + 1):
-            stem = f"{out.stem}-{p:02d}" if out is not None else slug(prompt)
-            parent = out.parent if out is not None else Path()
-            paths.append(parent / (f"{stem}-{k:02d}.mp4" if num > 1 else f"{stem}.mp4"))
-    return paths
+    stems = [slug(prompt) for prompt in prompts] if out is None else [out.stem] * len(prompts)
+    if len(prompts) > 1 and (out is not None or len(set(stems)) < len(stems)):
+        stems = [f"{stem}-{p:02d}" for p, stem in enumerate(stems, 1)]  # one prompt's files never clash
+    parent = out.parent if out is not None else Path()
+    return [parent / (f"{stem}-{k:02d}.mp4" if num > 1 else f"{stem}.mp4") for stem in stems for k in range(1, num + 1)]
 
 
 def generate(

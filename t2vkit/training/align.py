@@ -22,39 +22,11 @@ from t2vkit.data.store import PreparedDataset
 from t2vkit.data.torch_dataset import ClipDataset, clip_to_tensor, tensor_to_clip
 from t2vkit.errors import ConfigError
 from t2vkit.fsutil import atomic_write_bytes, sha256_file
-from t2vkit.interfaces import AlignBatch, Aligner, AlignObjective, TextEncoder
+from t2vkit.interfaces import AlignBatch, Aligner, AlignObjective
 from t2vkit.log import log
 from t2vkit.metrics.bucket import best_matches, weighted_summary
 from t2vkit.training.engine import Task, Update, frozen
-
-
-class TextTable:
-    """Pooled embeddings of a data set's captions: clean ``[U, d]`` and noise-word variants ``[U, K, d]``."""
-
-    def __init__(self, captions: list[str], clean: torch.Tensor, noisy: torch.Tensor) -> None:
-        self.index = {c: i for i, c in enumerate(captions)}
-        self.clean, self.noisy = clean, noisy
-
-    def ids(self, captions: Iterable[str]) -> torch.Tensor:
-        return torch.tensor([self.index[c] for c in captions], dtype=torch.long)
-
-    def to(self, device: torch.device) -> TextTable:
-        self.clean, self.noisy = self.clean.to(device), self.noisy.to(device)
-        return self
-
-
-def embed_captions(encoder: TextEncoder, captions: list[str], per_caption: int, seed: int) -> TextTable:
-    """Embed each caption and ``per_caption`` noise-word variants of it (cached on disk)."""
-    from t2vkit.text_augment import noise_dictionary, variants
-    from t2vkit.text_cache import embed_texts
-
-    clean = embed_texts(encoder, captions).pooled  # [U, d]
-    if per_caption == 0:
-        return TextTable(captions, clean, clean[:, None])
-    noisy_texts = variants(captions, noise_dictionary(captions), per_caption, seed)
-    flat = [v for c in captions for v in noisy_texts[c]]
-    noisy = embed_texts(encoder, flat).pooled.view(len(captions), per_caption, -1)  # [U, K, d]
-    return TextTable(captions, clean, noisy)
+from t2vkit.training.text import TextTable, build_encoder, embed_captions
 
 
 @torch.no_grad()
@@ -191,13 +163,7 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
     decoder, stage1 = load_decoder(video_run, device)
     check_stage1(stage1, data, video_run)
 
-    encoder_name = request.encoder or sets.get("encoder", {}).get("name") or tables.get("encoder", {}).get("name")
-    if not encoder_name:
-        raise ConfigError("no text encoder: pass --encoder NAME (minilm, clip, ...)")
-    encoder_factory = registry.get("encoder", encoder_name).factory
-    encoder_cfg = plugin_config(encoder_factory, "encoder", encoder_name, tables, sets)
-    log.info(f"embedding the captions with the {encoder_name} encoder (cached under $T2VKIT_CACHE)")
-    encoder = encoder_factory(encoder_cfg)
+    encoder, encoder_section = build_encoder(request, tables, sets)
 
     name = str(request.aligner)
     factory = registry.get("aligner", name).factory
@@ -225,7 +191,7 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
     sections = {
         "video_run": {"path": str(video_run), "decoder_sha256": sha256_file(decoder_file)},
         "decoder": stage1["decoder"],
-        "encoder": {"name": encoder_name, **to_dict(encoder_cfg), "identity": encoder.identity},
+        "encoder": encoder_section,
         "aligner": {"name": name, **to_dict(config)},
         "augmentation": {"noise_word_p": noise_p, "variants_per_caption": variants},
     }

@@ -24,22 +24,9 @@ from t2vkit.data.torch_dataset import ClipDataset, tensor_to_clip
 from t2vkit.errors import ConfigError
 from t2vkit.fsutil import atomic_write_bytes, sha256_file
 from t2vkit.interfaces import DenoiserBatch, TextEmbedding
-from t2vkit.log import log
 from t2vkit.training.align import check_stage1, encode_latents
 from t2vkit.training.engine import Task, Update
-
-
-class TokenTable:
-    """Token states of a data set's captions ``[U, L, d]`` with masks ``[U, L]``, and the empty caption's."""
-
-    def __init__(self, captions: list[str], text: TextEmbedding, null: TextEmbedding) -> None:
-        self.index = {c: i for i, c in enumerate(captions)}
-        self.tokens, self.mask = text.tokens, text.mask
-        self.null_tokens, self.null_mask = null.tokens[:1], null.mask[:1]
-
-    def lookup(self, captions: Iterable[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.tensor([self.index[c] for c in captions])
-        return self.tokens[ids].to(device), self.mask[ids].to(device)
+from t2vkit.training.text import TokenTable, build_encoder
 
 
 class DiffusionTask(Task):
@@ -144,13 +131,7 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
         raise ConfigError(f"sampler {name!r} has no network to train with --stage diffusion")
     decoder, decoder_section, video_run = _decoder(request, data, device)
 
-    encoder_name = request.encoder or sets.get("encoder", {}).get("name") or tables.get("encoder", {}).get("name")
-    if not encoder_name:
-        raise ConfigError("no text encoder: pass --encoder NAME (minilm, clip, ...)")
-    encoder_factory = registry.get("encoder", encoder_name).factory
-    encoder_cfg = plugin_config(encoder_factory, "encoder", encoder_name, tables, sets)
-    encoder = encoder_factory(encoder_cfg)
-    log.info(f"embedding the captions' tokens with the {encoder_name} encoder (cached under $T2VKIT_CACHE)")
+    encoder, encoder_section = build_encoder(request, tables, sets)
     captions = data.unique_captions()
     text = TokenTable(captions, embed_texts(encoder, captions, tokens=True), encoder.encode([""]))
 
@@ -174,7 +155,7 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
     sections = {
         **({"video_run": video_run} if video_run else {}),
         "decoder": decoder_section,
-        "encoder": {"name": encoder_name, **to_dict(encoder_cfg), "identity": encoder.identity},
+        "encoder": encoder_section,
         "denoiser": {"name": name, **to_dict(config)},
     }
     return task, sections
