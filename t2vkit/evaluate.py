@@ -50,7 +50,10 @@ def _check_dataset(config: dict[str, Any], data: PreparedDataset, run_dir: Path)
 
 
 def evaluate(run_dir: str | Path, dataset: str | Path, split: str = "test", num_per_prompt: int = 1,
-             seed: int = 0, device: str = "cpu", batch_size: int = 32) -> Report:  # fmt: skip
+             seed: int = 0, device: str = "cpu", batch_size: int = 32,
+             latent_run: str | Path | None = None) -> Report:  # fmt: skip
+    """``latent_run``: the stage-1 run whose encoder embeds videos for the diversity scores
+    (default: the stage-1 run a text-to-video run was trained on)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     data = PreparedDataset(dataset)
@@ -64,7 +67,11 @@ def evaluate(run_dir: str | Path, dataset: str | Path, split: str = "test", num_
     if stage == "video":
         report.metrics = _reconstruction(run_dir, data, indices, torch.device(device), batch_size)
     elif stage in ("align", "diffusion"):
-        report.metrics = _bucket(run_dir, data, indices, num_per_prompt, seed, device)
+        encoder, why = _latent_encoder(config, latent_run, num_per_prompt, device)
+        report.metrics = _bucket(run_dir, data, indices, num_per_prompt, seed, device, encoder)
+        for name in ("diversity", "diversity_real", "diversity_ratio"):
+            if why:
+                report.skipped[name] = why
     else:
         raise T2VError(f"{run_dir} is a {stage!r} run; evaluate takes stage-1 (video) and text-to-video runs")
     return report
@@ -91,9 +98,25 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: Any, device: 
     return {key: _summary(torch.cat(values)) for key, values in scores.items()}
 
 
+def _latent_encoder(config: dict[str, Any], latent_run: str | Path | None, num_per_prompt: int,
+                    device: str) -> tuple[Any, str]:  # fmt: skip
+    """The stage-1 autoencoder that embeds videos for diversity, or None and the reason why not."""
+    from t2vkit.runs import load_decoder
+
+    if num_per_prompt < 2:
+        return None, "needs --num-per-prompt of 2 or more"
+    path = latent_run or config.get("video_run", {}).get("path")
+    if not path:
+        return None, "no stage-1 encoder to embed videos with: pass --latent-run RUN_DIR"
+    if not Path(path).is_dir():
+        return None, f"the stage-1 run {path} is not there: pass --latent-run RUN_DIR"
+    return load_decoder(path, device)[0], ""
+
+
 @torch.no_grad()
 def _bucket(run_dir: Path, data: PreparedDataset, indices: Any, num_per_prompt: int, seed: int,
-            device: str) -> dict[str, dict[str, float]]:  # fmt: skip
+            device: str, latent_encoder: Any = None) -> dict[str, dict[str, float]]:  # fmt: skip
+    from t2vkit.metrics.diversity import mean_pairwise_distance
     from t2vkit.pipeline import Pipeline
 
     pipeline = Pipeline.from_run(run_dir, device=device)
@@ -105,6 +128,9 @@ def _bucket(run_dir: Path, data: PreparedDataset, indices: Any, num_per_prompt: 
     captions = sorted(counts)
     scores: dict[str, list[torch.Tensor]] = {"b_psnr": [], "b_ssim": []}
     weights = []
+    spread: dict[str, list[float]] = {"diversity": [], "diversity_real": [], "diversity_ratio": []}
+    spread_weights: list[float] = []
+    rng = torch.Generator().manual_seed(seed)
     for start in range(0, len(captions), 16):
         group = captions[start : start + 16]
         videos = pipeline.videos(group, n=num_per_prompt, seed=seed + start)  # uint8 [G*K, T, H, W, C]
@@ -114,8 +140,20 @@ def _bucket(run_dir: Path, data: PreparedDataset, indices: Any, num_per_prompt: 
             for key, value in best_matches(mine, refs).items():
                 scores[key].append(value)
             weights += [counts[caption] / num_per_prompt] * num_per_prompt
+            if latent_encoder is not None and len(refs) >= 2:
+                real = refs[torch.randperm(len(refs), generator=rng)[:num_per_prompt]]
+                generated = mean_pairwise_distance(latent_encoder.encode(mine.to(device)).cpu())
+                reference = mean_pairwise_distance(latent_encoder.encode(real.to(device)).cpu())
+                spread["diversity"].append(generated)
+                spread["diversity_real"].append(reference)
+                spread["diversity_ratio"].append(generated / max(reference, 1e-12))
+                spread_weights.append(counts[caption])
     w = torch.tensor(weights)
-    return {key: _summary(torch.cat(values), w) for key, values in scores.items()}
+    metrics = {key: _summary(torch.cat(values), w) for key, values in scores.items()}
+    if spread_weights:
+        sw = torch.tensor(spread_weights, dtype=torch.float64)
+        metrics |= {key: _summary(torch.tensor(values), sw) for key, values in spread.items()}
+    return metrics
 
 
 def markdown(reports: list[Report]) -> str:
@@ -128,7 +166,8 @@ def markdown(reports: list[Report]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_COLUMNS = ["psnr", "ssim", "b_psnr", "b_ssim", "lpips", "dists", "fvd", "kvd"]
+_COLUMNS = ["psnr", "ssim", "b_psnr", "b_ssim", "lpips", "dists", "fvd", "kvd", "diversity", "diversity_real",
+            "diversity_ratio"]
 
 
 def _order(name: str) -> int:

@@ -73,3 +73,14 @@ def test_config_is_stamped_and_checked(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a t2vkit run directory"):
         read_config(tmp_path / "empty")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    save_component(tmp_path, "m", nn.Linear(2, 2))
+    mode = stat.S_IMODE(os.stat(tmp_path / "m.safetensors").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not the 0600 of a temporary file

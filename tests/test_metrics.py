@@ -35,3 +35,11 @@ def test_bucket_metrics_keep_the_best_match():
 def test_weighted_summary():
     mean, std = weighted_summary(torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0]))
     assert math.isclose(mean, 1.5) and math.isclose(std, math.sqrt(0.75))
+
+
+def test_mean_pairwise_distance():
+    from t2vkit.metrics.diversity import mean_pairwise_distance
+
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    assert math.isclose(mean_pairwise_distance(points), (5 + 0 + 5) / 3)
+    assert mean_pairwise_distance(torch.ones(4, 2, 3)) == 0.0  # a collapsed set

@@ -97,3 +97,18 @@ def test_a_vector_latent_stage1_run_is_refused(syncdraw, tmp_path):
     with pytest.raises(ConfigError, match=r"vector latent \(64,\); the diffusion sampler needs a spatial one"):
         train(TrainRequest(stage="diffusion", dataset=syncdraw, out=tmp_path / "d", video=stage1, encoder="minilm",
                            device="cpu", sources=Sources(overrides=(*TINY_UNET, *COMMON))))  # fmt: skip
+
+
+def test_evaluate_reports_diversity_against_real_clips(model, syncdraw, tmp_path):
+    stage1 = tmp_path / "wae3d"
+    train(TrainRequest(stage="video", dataset=syncdraw, out=stage1, decoder="wae3d", device="cpu",
+                       sources=Sources(overrides=("decoder.width=4", "decoder.mults=[1, 2]", "decoder.disc_v_width=4",
+                                                  "decoder.disc_v_scales=1", "decoder.disc_z_hidden=[16]", *COMMON,
+                                                  "train.max_steps=1"))))  # fmt: skip
+    from t2vkit.evaluate import evaluate
+
+    report = evaluate(model, syncdraw, split="val", num_per_prompt=2, latent_run=stage1)
+    assert {"b_psnr", "b_ssim", "diversity", "diversity_real", "diversity_ratio"} <= set(report.metrics)
+    assert report.metrics["diversity"]["mean"] > 0  # two samples of one prompt differ
+    alone = evaluate(model, syncdraw, split="val", num_per_prompt=2)
+    assert alone.skipped["diversity"].startswith("no stage-1 encoder")

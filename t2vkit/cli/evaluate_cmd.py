@@ -17,15 +17,19 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="train, val or test."),
     num_per_prompt: int = typer.Option(1, "--num-per-prompt", help="Videos generated per caption."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation."),
+    latent_run: Path | None = typer.Option(None, "--latent-run", help="Stage-1 run embedding videos for diversity."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
     markdown_path: Path | None = typer.Option(None, "--markdown", help="Also write a Markdown table."),
 ) -> None:
-    """Reconstruction PSNR/SSIM of a stage-1 run, or bucket PSNR/SSIM of a text-to-video run.
+    """Reconstruction PSNR/SSIM of a stage-1 run; bucket PSNR/SSIM of a text-to-video run, and with
+    --num-per-prompt K ≥ 2 the diversity of its K videos per prompt against K real ones (ratio 1 =
+    as varied as the data), measured in a stage-1 encoder's latent space.
 
     [dim]Examples:[/]
       t2vkit evaluate runs/wae3d --dataset data/syncdraw
       t2vkit evaluate runs/progressive --dataset data/syncdraw --json progressive.json --markdown table.md
+      t2vkit evaluate runs/diffusion --dataset data/syncdraw --num-per-prompt 8 --latent-run runs/wae3d
     """
     from rich.table import Table
 
@@ -37,7 +41,8 @@ def evaluate(
 
     if num_per_prompt < 1:
         raise T2VError("--num-per-prompt must be at least 1")
-    report = run_evaluation(run, dataset, split=split, num_per_prompt=num_per_prompt, seed=seed, device=device)
+    report = run_evaluation(run, dataset, split=split, num_per_prompt=num_per_prompt, seed=seed, device=device,
+                            latent_run=latent_run)  # fmt: skip
     table = Table(title=f"{run} on {report.dataset} ({report.split}, {report.clips} clips)")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
