@@ -8,13 +8,13 @@ untrained; the text is random token states of the encoder's width.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 
 from t2vkit import registry
 from t2vkit.config import to_dict
@@ -65,12 +65,7 @@ def main() -> None:
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
             "preset": args.preset, "denoiser": to_dict(config),
         }  # fmt: skip
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as fh:
-                fh.write(line + "\n")
+        emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 
 from t2vkit.pipeline import Pipeline
 
@@ -47,12 +47,7 @@ def main() -> None:
             "load_s": round(load_seconds, 2), "device": args.device, "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),
         }  # fmt: skip
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as fh:
-                fh.write(line + "\n")
+        emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ memory-mapped uint8 clips and is not the bottleneck. Writes one JSON line per de
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+from common import emit
 
 from t2vkit import registry
 from t2vkit.config import to_dict
@@ -80,12 +80,7 @@ def main() -> None:
     for decoder in args.decoders.split(","):
         result = measure(decoder, args.preset, args.batch, args.steps, args.warmup,
                          (args.channels, args.frames, args.size, args.size), device)  # fmt: skip
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as fh:
-                fh.write(line + "\n")
+        emit(result, args.out)
 
 
 if __name__ == "__main__":
