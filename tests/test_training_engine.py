@@ -19,7 +19,7 @@ from t2vkit.checkpoint import load_tensors
 from t2vkit.data.prepare import prepare
 from t2vkit.errors import CheckpointError, ConfigError, DataError, T2VError
 from t2vkit.interfaces import ClipSink, DatasetBuilder, VideoAutoencoder, VideoObjective
-from t2vkit.training.config import Sources
+from t2vkit.training.config import Sources, check_resumable
 from t2vkit.training.engine import NonFiniteLoss, TrainingInterrupted
 from t2vkit.training.run import TrainRequest, train
 
@@ -207,6 +207,14 @@ def test_resume_refuses_another_config_naming_the_keys(squares, tmp_path):
     run(squares, tmp_path / "r", "train.eval_every=2", steps=4, resume=True)  # run-steering keys may differ
     with pytest.raises(CheckpointError, match="run directory not found"):
         run(squares, tmp_path / "never", resume=True)
+
+
+def test_resume_accepts_a_run_made_before_a_config_key_existed():
+    stored = {"train": {"lr": 1e-4}, "decoder": {"name": "wae3d", "width": 8}}
+    resolved = {"train": {"lr": 1e-4, "ema_decay": 0.999}, "decoder": {"name": "wae3d", "width": 8, "new": 1}}
+    check_resumable(stored, resolved)  # keys a newer t2vkit added keep their defaults
+    with pytest.raises(ConfigError, match=r"\(decoder.width\)"):
+        check_resumable(stored, {**resolved, "decoder": {"name": "wae3d", "width": 9}})
 
 
 def test_bad_input_is_refused_before_any_work(squares, tmp_path):

@@ -89,9 +89,20 @@ def plugin_config(factory: Any, kind: str, name: str, tables: dict[str, Any], se
 
 
 def check_resumable(stored: dict[str, Any], resolved: dict[str, Any]) -> None:
-    """Refuse to resume a run whose config differs, naming the keys."""
-    changed = [k for k in differences(stored, resolved) if k not in RESUME_FREE]
+    """Refuse to resume a run whose config differs, naming the keys.
+
+    Keys the stored config lacks were added by a newer t2vkit; their defaults keep the old behaviour.
+    """
+    changed = [k for k in differences(stored, resolved) if k not in RESUME_FREE and _has_key(stored, k)]
     if changed:
         shown = ", ".join(changed[:8]) + (f" (and {len(changed) - 8} more)" if len(changed) > 8 else "")
         raise ConfigError(f"cannot resume: the run was made with a different config ({shown}); "
                           "use the same options, or start a new run with another --out")  # fmt: skip
+
+
+def _has_key(config: dict[str, Any], dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return False
+        config = config[part]
+    return True
