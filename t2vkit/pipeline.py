@@ -19,21 +19,10 @@ from t2vkit.checkpoint import load_component, read_config
 from t2vkit.config import from_dict
 from t2vkit.data.torch_dataset import tensor_to_clip
 from t2vkit.errors import CheckpointError, T2VError
+from t2vkit.prompts import check_prompts
 
 # The sampler each kind of run is drawn with by default.
 DEFAULT_SAMPLER = {"align": "direct", "diffusion": "diffusion"}
-
-
-def check_prompts(prompts: Sequence[str]) -> list[str]:
-    """Strip prompts and refuse empty ones (one clear error naming which)."""
-    cleaned = [p.strip() for p in prompts]
-    if not cleaned:
-        raise T2VError("no prompt given")
-    for number, prompt in enumerate(cleaned, 1):
-        if not prompt:
-            where = "the prompt" if len(cleaned) == 1 else f"prompt {number}"
-            raise T2VError(f"{where} is empty; describe the video, e.g. \"digit 3 is moving up and down\"")
-    return cleaned
 
 
 def _build(kind: str, section: dict[str, Any], where: str, drop: tuple[str, ...] = ()) -> Any:

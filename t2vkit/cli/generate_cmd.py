@@ -45,7 +45,7 @@ def generate(
     out: Path | None = typer.Option(None, "--out", help="Output .mp4 (default: the prompt as a file name)."),
     gif: bool = typer.Option(False, "--gif", help="Also write a GIF beside each mp4."),
     sheet: bool = typer.Option(False, "--sheet", help="Also write a PNG contact sheet of all videos."),
-    backend: str = typer.Option("torch", "--backend", help="torch (onnx and trt land with the export issue)."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnx (after `t2vkit export`; trt lands later)."),
     sampler: str | None = typer.Option(None, "--sampler", help="direct (align runs), diffusion (diffusion runs)."),
     steps: int | None = typer.Option(None, "--steps", help="Diffusion: DDIM steps (default 25)."),
     cfg: float | None = typer.Option(None, "--cfg", help="Diffusion: classifier-free guidance scale (default 7.5)."),
@@ -67,7 +67,7 @@ def generate(
 
     if backend not in BACKENDS:
         raise T2VError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend != "torch":
+    if backend == "trt":
         raise T2VError(f"--backend {backend} is not yet available in t2vkit (it lands with the export issue)")
     if (prompt is None) == (prompts is None):
         raise T2VError("give either a PROMPT or --prompts FILE (one of them)")
@@ -79,7 +79,7 @@ def generate(
         raise T2VError("--scale and --fps must be at least 1")
     texts = [prompt] if prompt is not None else _read_prompts(prompts)
 
-    from t2vkit.pipeline import Pipeline, check_prompts
+    from t2vkit.prompts import check_prompts
 
     texts = check_prompts(texts)
     paths = output_paths(out, texts, num)
@@ -92,7 +92,17 @@ def generate(
 
     given = {"steps": steps, "cfg": cfg, "mg_alpha": mg_alpha}
     options = {k: v for k, v in given.items() if v is not None}
-    pipeline = Pipeline.from_run(model, sampler=sampler, device=device, options=options)
+    if backend == "onnx":  # imports no torch with the direct sampler
+        from t2vkit.exporters.onnx_runtime import OnnxPipeline
+
+        providers = ["CPUExecutionProvider"] if device == "cpu" else None  # cuda: TensorRT / CUDA where they work
+        pipeline = OnnxPipeline.from_run(model, providers=providers, sampler=sampler, options=options)
+        if device != "cpu" and pipeline.providers == ["CPUExecutionProvider"]:
+            raise T2VError(f"--device {device}: ONNX Runtime has no working GPU provider here; use --device cpu")
+    else:
+        from t2vkit.pipeline import Pipeline
+
+        pipeline = Pipeline.from_run(model, sampler=sampler, device=device, options=options)
     videos = pipeline.videos(texts, n=num, seed=seed)
     for path, video in zip(paths, videos, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)

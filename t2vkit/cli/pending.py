@@ -7,7 +7,6 @@ import typer
 from t2vkit.errors import T2VError
 
 PENDING = {
-    "export": "ONNX / TensorRT export lands with the export issue",
     "latents": "latent-space figures land with the evaluation issue",
     "bench": "benchmarks land with the export issue",
 }

@@ -1,0 +1,282 @@
+"""``generate --backend onnx``: a run's exported ONNX files in ONNX Runtime, tokenizer from ``tokenizers``.
+
+:class:`OnnxPipeline` has :class:`t2vkit.pipeline.Pipeline`'s contract (``videos(prompts, n, seed)`` →
+uint8 ``[P·n, T, H, W, C]``, prompt 0's first, the same prompt errors and truncation warning) and reads
+only ``RUN_DIR/onnx`` (verified against its manifest) and the run's checkpoints' hashes.
+
+The direct sampler (stage align) runs on numpy, onnxruntime and tokenizers alone: this module and what
+it imports at the top never import torch. The diffusion sampler keeps its loop in torch (DDIM from
+diffusers, classifier-free guidance, MG sampling: :func:`t2vkit.plugins.samplers.diffusion.ddim_sample`,
+the very code the torch backend runs) and runs each UNet step in ONNX Runtime; torch is imported
+only when such a run is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from t2vkit.errors import CheckpointError, T2VError
+from t2vkit.fsutil import cache_root
+from t2vkit.log import log
+from t2vkit.prompts import check_prompts
+
+from .manifest import Manifest, export_command, load_manifest
+
+CPU = "CPUExecutionProvider"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")  # preferred first
+ORT_DEFAULT_LOG_SEVERITY = 2  # ONNX Runtime's own default (warnings)
+
+
+# --------------------------------------------------------------------------- providers
+
+
+def cuda_device_present() -> bool:
+    """Whether the CUDA driver sees a GPU. onnxruntime-gpu lists its CUDA and TensorRT providers on any
+    machine, so their presence says nothing; the driver is asked directly (no ONNX Runtime error spam)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    return False
+
+
+def candidate_providers(requested: Sequence[str] | None = None) -> list[str]:
+    """``requested`` if ONNX Runtime has them all; by default TensorRT, CUDA (when a GPU is present), then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested is not None:
+        missing = [p for p in requested if p not in available]
+        if missing or not requested:
+            raise T2VError(f"ONNX Runtime here has no {missing[0] if missing else 'provider given'}; "
+                           f"it has {', '.join(available)}")  # fmt: skip
+        return list(requested)
+    if not cuda_device_present():
+        return [CPU]
+    return [p for p in GPU_PROVIDERS if p in available] + [CPU]
+
+
+def _provider_options(provider: str) -> dict[str, str]:
+    if provider == "TensorrtExecutionProvider":  # fp32 engines, cached between runs (they take minutes to build)
+        cache = cache_root() / "onnxruntime-tensorrt"
+        return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+                "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache)}  # fmt: skip
+    return {}
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence ONNX Runtime while a GPU provider may fail to load: the fallback is reported once, by us."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+
+
+def open_session(path: Path, providers: Sequence[str], threads: int | None, run_dir: Path) -> Any:
+    """An InferenceSession of ``path``; an unreadable model is one clear error naming the fix."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # "nodes not assigned to the preferred provider" and the like are normal
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    chosen = [(p, _provider_options(p)) for p in providers]
+    quiet = _quiet_onnxruntime() if any(p != CPU for p in providers) else contextlib.nullcontext()
+    try:
+        with quiet:
+            return ort.InferenceSession(str(path), options, providers=chosen)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types (InvalidProtobuf, Fail, ...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a model ONNX Runtime can load ({reason}); re-run "
+                              f"`{export_command(run_dir)} --force`") from None  # fmt: skip
+
+
+# --------------------------------------------------------------------------- text
+
+
+class PromptTokenizer:
+    """The exported ``tokenizer.json`` with the torch encoder's settings: truncation to ``max_length`` (one
+    warning naming how many texts were cut, as :class:`HFTextEncoder` gives) and padding to the longest."""
+
+    def __init__(self, path: Path, settings: Mapping[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self.name, self.max_length = settings["name"], int(settings["max_length"])
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.enable_truncation(self.max_length, direction=settings.get("truncation_side", "right"))
+        self.tokenizer.enable_padding(direction=settings.get("padding_side", "right"), pad_id=int(settings["pad_id"]),
+                                      pad_token=settings["pad_token"])  # fmt: skip
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``input_ids`` and ``attention_mask``, int64 ``[B, L]``."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        cut = sum(bool(e.overflowing) for e in encodings)  # tokens beyond max_length go to `overflowing`
+        if cut:
+            log.warning(f"{cut} of {len(texts)} text(s) exceed the {self.name} encoder's limit of "
+                        f"{self.max_length} tokens and were truncated")  # fmt: skip
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return ids, mask
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """Float ``[B, C, T, H, W]`` in [-1, 1] → uint8 ``[B, T, H, W, C]``, rounded as ``tensor_to_clip`` does."""
+    x = (np.clip(video.astype(np.float32), -1.0, 1.0) + 1.0) / 2.0
+    return np.moveaxis(np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8), 1, -1)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class OnnxPipeline:
+    """Prompt → video with a run's ONNX export; see the module docstring."""
+
+    def __init__(self, manifest: Manifest, sessions: dict[str, Any], tokenizer: PromptTokenizer,
+                 providers: list[str], diffusion: Any = None) -> None:  # fmt: skip
+        self.manifest, self.sessions, self.tokenizer = manifest, sessions, tokenizer
+        self.providers, self.diffusion = providers, diffusion
+
+    @property
+    def stage(self) -> str:
+        return self.manifest.stage
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, providers: Sequence[str] | None = None, sampler: str | None = None,
+                 options: Mapping[str, Any] | None = None, threads: int | None = None) -> OnnxPipeline:  # fmt: skip
+        """Load ``RUN_DIR/onnx`` (checked against its manifest and the run's checkpoints). ``providers``:
+        ONNX Runtime's, in order (default: TensorRT / CUDA where they work, else CPU); ``options``: the
+        diffusion sampler's (``steps``, ``cfg``, ...); ``threads``: ONNX Runtime's intra-op threads."""
+        run_dir = Path(run_dir)
+        manifest = load_manifest(run_dir)
+        if sampler is not None and sampler != manifest.sampler:
+            raise T2VError(f"the ONNX export of {run_dir} draws with the {manifest.sampler} sampler; use "
+                           f"--sampler {manifest.sampler}, or --backend torch for the {sampler} sampler")  # fmt: skip
+        if manifest.sampler == "direct" and options:
+            raise T2VError(f"the direct sampler takes no options, got {', '.join(options)}")
+        candidates = candidate_providers(providers)
+        sessions: dict[str, Any] = {}
+        for name in manifest.components:
+            sessions[name] = open_session(manifest.path(name), candidates, threads, run_dir)
+            working = sessions[name].get_providers()
+            if any(p not in working for p in candidates):
+                candidates = _fall_back(candidates, working, providers is not None)
+        tokenizer = PromptTokenizer(manifest.path("tokenizer"), manifest.text_encoder)
+        diffusion = DiffusionLoop(manifest, sessions["unet"], dict(options or {})) if "unet" in sessions else None
+        return cls(manifest, sessions, tokenizer, candidates, diffusion)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pooled ``[B, d]``, token states ``[B, L, d]`` zeroed on padding, mask ``[B, L]`` bool), in chunks
+        of ``batch_size`` texts (all padded to the longest, as the torch encoder pads its output)."""
+        ids, mask = self.tokenizer(texts)
+        outputs = [self.sessions["text_encoder"].run(["pooled", "tokens"], {"input_ids": ids[i : i + batch_size],
+                                                                            "attention_mask": mask[i : i + batch_size]})
+                   for i in range(0, len(ids), batch_size)]  # fmt: skip
+        pooled, tokens = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
+        return pooled, tokens, mask.astype(bool)
+
+    def latents(self, texts: Sequence[str], n: int = 1, seed: int | None = None) -> np.ndarray:
+        """``[B·n, *latent_shape]``, text 0's ``n`` first."""
+        pooled, tokens, mask = self.encode(texts)
+        if self.diffusion is not None:
+            return self.diffusion.sample(tokens, mask, n, seed)
+        (latent,) = self.sessions["mapping"].run(["latent"], {"text": pooled})
+        return np.repeat(latent, n, axis=0)  # the mapping is deterministic: the n copies are equal
+
+    def decode(self, latents: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """G in chunks of ``batch_size``: float videos ``[N, C, T, H, W]``, unclamped."""
+        chunks = [self.sessions["decoder"].run(["video"], {"latent": latents[i : i + batch_size]})[0]
+                  for i in range(0, len(latents), batch_size)]  # fmt: skip
+        return np.concatenate(chunks)
+
+    def videos(self, prompts: Sequence[str], n: int = 1, seed: int | None = None,
+               batch_size: int = 16) -> np.ndarray:  # fmt: skip
+        """uint8 videos ``[len(prompts) * n, T, H, W, C]``, prompt 0's ``n`` first."""
+        prompts = check_prompts(prompts)
+        if n < 1:
+            raise T2VError(f"--num must be at least 1, got {n}")
+        latents = np.ascontiguousarray(self.latents(prompts, n=n, seed=seed), dtype=np.float32)
+        return to_uint8(self.decode(latents, batch_size))
+
+
+class DiffusionLoop:
+    """The diffusion sampler with its UNet step in ONNX Runtime: DiffusionSampler.sample's loop, fed the
+    exported empty caption and schedule. Imports torch and diffusers (only diffusion runs get here)."""
+
+    def __init__(self, manifest: Manifest, unet: Any, options: dict[str, Any]) -> None:
+        import torch
+
+        from t2vkit.config import from_dict
+        from t2vkit.plugins.samplers.diffusion import DenoiserConfig, DenoiserModel, SamplingConfig, check_sampling
+
+        recorded = manifest.data["diffusion"]
+        config = from_dict(DenoiserConfig, recorded["denoiser"], where=f"{manifest.folder} denoiser")
+        with torch.device("meta"):  # weightless: it lends its schedule recipe, so both backends share it
+            self.model = DenoiserModel(config)
+        self.sampling = from_dict(SamplingConfig, {**recorded["sampling"], **options}, where="sampler diffusion")
+        check_sampling(self.sampling, config.num_train_timesteps)
+        with np.load(manifest.path("null_text")) as null:
+            self.null_tokens, self.null_mask = torch.from_numpy(null["tokens"]), torch.from_numpy(null["mask"])
+        self.unet = unet
+
+    def step(self, x_t: Any, t: Any, tokens: Any, mask: Any) -> Any:
+        """One UNet evaluation in ONNX Runtime, with the torch UNet's signature (a ``UNetFn``)."""
+        import torch
+
+        feeds = {"x_t": x_t.float().numpy(), "t": t.long().numpy(), "tokens": tokens.float().numpy(),
+                 "mask": mask.bool().numpy()}  # fmt: skip
+        return torch.from_numpy(self.unet.run(["prediction"], feeds)[0])
+
+    def sample(self, tokens: np.ndarray, mask: np.ndarray, n: int, seed: int | None) -> np.ndarray:
+        """Stage-1 latents ``[B·n, C, T, H, W]`` as ``DiffusionSampler.sample`` draws them for this seed."""
+        import torch
+
+        from t2vkit.plugins.samplers.diffusion import ddim_sample, guided_epsilon
+
+        model, c = self.model, self.sampling
+        config = model.config
+        if config.frame_tokens and tokens.shape[1] > config.max_text_len:
+            raise T2VError(f"the frame-wise token generator takes up to {config.max_text_len} tokens "
+                           f"(denoiser.max_text_len), got {tokens.shape[1]}")  # fmt: skip
+        tokens_t = torch.from_numpy(tokens).repeat_interleave(n, dim=0)
+        mask_t = torch.from_numpy(mask).repeat_interleave(n, dim=0)
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        x = torch.randn((tokens_t.shape[0], *model.latent_shape), generator=generator)  # x_T, as in torch
+        scheduler = model.ddim_scheduler()
+        scheduler.set_timesteps(c.steps)
+        denoise = guided_epsilon(self.step, tokens_t, mask_t, self.null_tokens, self.null_mask, c.cfg,
+                                 config.prediction_type, scheduler.alphas_cumprod)  # fmt: skip
+        with torch.no_grad():
+            x0 = ddim_sample(denoise, scheduler, x, c.mg_alpha, c.eta, generator)
+        return (x0 / config.latent_scale).numpy()
+
+
+def _fall_back(candidates: list[str], working: list[str], explicit: bool) -> list[str]:
+    """The providers a session actually got, after a GPU provider failed to load (one warning)."""
+    lost = [p for p in candidates if p not in working]
+    if explicit:
+        raise T2VError(f"ONNX Runtime could not start {', '.join(lost)} here (missing GPU libraries?)")
+    log.warning(f"ONNX Runtime lists {', '.join(lost)} but cannot start it here; using {', '.join(working)}")
+    return list(working)
+
+
+__all__ = ["OnnxPipeline", "PromptTokenizer", "candidate_providers", "cuda_device_present", "to_uint8"]
