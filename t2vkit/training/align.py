@@ -176,6 +176,7 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
     text = embed_captions(encoder, captions, variants, train_cfg.seed)
     train_idx, val_idx = data.indices("train"), data.indices("val")
     latents = torch.zeros(len(data), *decoder.latent_shape)
+    log.info(f"encoding the {len(train_idx) + len(val_idx)} train and val clips with the stage-1 encoder (once a run)")
     for indices in (train_idx, val_idx):
         if len(indices):
             latents[torch.from_numpy(indices)] = encode_latents(decoder, data, indices, device)
