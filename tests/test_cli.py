@@ -29,7 +29,7 @@ def test_errors_are_one_line_without_traceback_and_debug_shows_it(tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-@pytest.mark.parametrize("command", ["latents", "bench"])
+@pytest.mark.parametrize("command", ["latents"])
 def test_commands_of_later_issues_say_so_and_fail(command):
     result = run(command, "--anything", "x")
     assert result.returncode == 1

@@ -17,24 +17,15 @@ import onnx
 import pytest
 
 from t2vkit.checkpoint import load_tensors, save_tensors
-from t2vkit.data.prepare import prepare
 from t2vkit.errors import CheckpointError, T2VError
 from t2vkit.exporters.manifest import FORMAT, FORMAT_VERSION, load_manifest
 from t2vkit.exporters.onnx_export import ExportError, check_against_torch, components, export_run
 from t2vkit.exporters.onnx_runtime import OnnxPipeline
 from t2vkit.fsutil import sha256_file
 from t2vkit.pipeline import Pipeline
-from t2vkit.training.config import Sources
-from t2vkit.training.run import TrainRequest, train
 from t2vkit.video_io import read_video
 
 T2VKIT = str(Path(sys.executable).parent / "t2vkit")
-STAGE1 = ("decoder.width=4", "decoder.mults=[1, 2]", "decoder.disc_v_width=4", "decoder.disc_v_scales=1",
-          "decoder.disc_z_hidden=[16]")  # fmt: skip
-COMMON = ("train.batch_size=4", "train.num_workers=0", "train.eval_every=3", "train.val_clips=8", "train.log_every=1")
-TINY_ALIGNER = ("aligner.hidden=16", "aligner.shared_dim=8", "aligner.disc_s_hidden=[16]", "train.noise_variants=2")
-TINY_UNET = ("denoiser.base_channels=8", "denoiser.channel_mult=[1, 2]", "denoiser.num_res_blocks=1",
-             "denoiser.attention_levels=[1]", "denoiser.heads=2", "denoiser.max_text_len=16")  # fmt: skip
 PROMPTS = ["digit 3 is moving up and down", "digit 7 is moving left and right", "Ziffer 3 bewegt sich — 数字が動く"]
 SAMPLING = {"steps": 3, "cfg": 2.0, "mg_alpha": 40.0}
 
@@ -43,39 +34,7 @@ def quiet(line: str) -> None:
     """export_run's per-component lines, kept out of the test output."""
 
 
-@pytest.fixture(scope="module")
-def stage1(mnist_dir, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("onnx-s1")
-    prepare("syncdraw-mm", root / "syncdraw", {"mnist": mnist_dir, "num_train": 24, "num_val": 8, "num_test": 8})
-    train(TrainRequest(stage="video", dataset=root / "syncdraw", out=root / "wae3d", decoder="wae3d", device="cpu",
-                       sources=Sources(overrides=(*STAGE1, *COMMON, "train.max_steps=2"))))  # fmt: skip
-    return root / "wae3d"
-
-
-@pytest.fixture(scope="module")
-def aligned(stage1, tmp_path_factory) -> Path:
-    """A tiny progressive stage-2 run, exported."""
-    out = tmp_path_factory.mktemp("onnx-s2") / "progressive"
-    dataset = stage1.parent / "syncdraw"
-    overrides = (*COMMON, "train.max_steps=3", *TINY_ALIGNER)
-    train(TrainRequest(stage="align", dataset=dataset, out=out, aligner="progressive", encoder="minilm", video=stage1,
-                       device="cpu", sources=Sources(overrides=overrides)))  # fmt: skip
-    export_run(out, echo=quiet)
-    return out
-
-
-@pytest.fixture(scope="module")
-def diffusion(mnist_dir, tmp_path_factory) -> Path:
-    """A tiny pixel-space diffusion run, exported."""
-    root = tmp_path_factory.mktemp("onnx-vdm")
-    prepare("syncdraw-mm", root / "syncdraw", {"mnist": mnist_dir, "num_train": 8, "num_val": 4, "num_test": 4,
-                                               "frames": 8, "size": 32})  # fmt: skip
-    overrides = (*TINY_UNET, "train.batch_size=4", "train.num_workers=0", "train.eval_every=2", "train.val_clips=4",
-                 "train.max_steps=2")  # fmt: skip
-    train(TrainRequest(stage="diffusion", dataset=root / "syncdraw", out=root / "pixel", encoder="minilm",
-                       device="cpu", sources=Sources(overrides=overrides)))  # fmt: skip
-    export_run(root / "pixel", echo=quiet)
-    return root / "pixel"
+# The tiny exported runs (fixtures stage1, aligned, diffusion) are built once per session in conftest.py.
 
 
 @pytest.fixture
@@ -150,8 +109,12 @@ def test_export_of_an_align_run_writes_three_components_and_a_manifest(aligned):
                                "clip_shape": [16, 64, 64, 1], "decoder": "wae3d", "aligner": "progressive"}  # fmt: skip
     encoder, mapping, decoder = (manifest["components"][n] for n in ("text_encoder", "mapping", "decoder"))
     signature = [(v["name"], v["dtype"], v["shape"]) for v in [*encoder["inputs"], *encoder["outputs"]]]
-    assert signature == [("input_ids", "int64", ["batch", "tokens"]), ("attention_mask", "int64", ["batch", "tokens"]),
-                         ("pooled", "float32", ["batch", 384]), ("tokens", "float32", ["batch", "tokens", 384])]
+    assert signature == [
+        ("input_ids", "int64", ["batch", "tokens"]),
+        ("attention_mask", "int64", ["batch", "tokens"]),
+        ("pooled", "float32", ["batch", 384]),
+        ("tokens", "float32", ["batch", "tokens", 384]),
+    ]
     assert mapping["source"]["file"] == "aligner.safetensors" and mapping["outputs"][0]["shape"] == ["batch", 64]
     assert decoder["source"]["file"] == "decoder.safetensors"
     assert decoder["outputs"][0]["shape"] == ["batch", 1, 16, 64, 64]
@@ -323,8 +286,11 @@ def test_a_run_retrained_after_export_is_refused_until_exported_again(aligned, c
     first = next(k for k, v in state.items() if v.is_floating_point())
     state[first] = state[first] + 0.5
     save_tensors(run / "aligner.safetensors", state)
-    with pytest.raises(CheckpointError, match=r"the mapping was exported from another aligner.safetensors than .* "
-                                              r"\(the run was retrained after export\); re-run `t2vkit export"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the mapping was exported from another aligner.safetensors than .* "
+        r"\(the run was retrained after export\); re-run `t2vkit export",
+    ):
         OnnxPipeline.from_run(run)
     lines: list[str] = []
     export_run(run, echo=lines.append)  # a stale export is replaced without --force

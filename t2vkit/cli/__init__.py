@@ -48,7 +48,16 @@ def _root(
 
 
 def _register_builtin_commands() -> None:
-    from t2vkit.cli import data_cmd, evaluate_cmd, export_cmd, generate_cmd, pending, plugins_cmd, train_cmd
+    from t2vkit.cli import (
+        bench_cmd,
+        data_cmd,
+        evaluate_cmd,
+        export_cmd,
+        generate_cmd,
+        pending,
+        plugins_cmd,
+        train_cmd,
+    )
 
     plugins_cmd.register(app)
     data_cmd.register(app)
@@ -56,6 +65,7 @@ def _register_builtin_commands() -> None:
     generate_cmd.register(app)
     export_cmd.register(app)
     evaluate_cmd.register(app)
+    bench_cmd.register(app)
     pending.register(app)
 
 

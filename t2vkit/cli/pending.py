@@ -8,7 +8,6 @@ from t2vkit.errors import T2VError
 
 PENDING = {
     "latents": "latent-space figures land with the evaluation issue",
-    "bench": "benchmarks land with the export issue",
 }
 
 
