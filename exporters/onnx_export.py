@@ -399,11 +399,14 @@ def _existing(run_dir: Path, opset: int, batch_profile: tuple[int, int, int],
     except T2VError as exc:
         echo(f"replacing the export in {folder}: {exc}")
         return None
-    profile = manifest.data["batch_profile"]
-    had = (profile["min"], profile["opt"], profile["max"])
-    if manifest.data["opset"] != opset or had != tuple(batch_profile):
-        raise ExportError(f"{folder} holds an export with opset {manifest.data['opset']} and batch profile "
-                          f"{','.join(map(str, had))}; pass --force to replace it")  # fmt: skip
+    if manifest.data["opset"] != opset:
+        raise ExportError(f"{folder} holds an export with opset {manifest.data['opset']}; pass --force to replace "
+                          f"it with an opset-{opset} one")  # fmt: skip
+    low, opt, high = batch_profile
+    if manifest.data["batch_profile"] != {"min": low, "opt": opt, "max": high}:
+        # The ONNX files have a dynamic batch axis: a new profile (what TensorRT engines are built for) is a note.
+        manifest.data["batch_profile"] = {"min": low, "opt": opt, "max": high}
+        write_manifest(folder, manifest.data)
     echo(f"{folder} is up to date with {run_dir} (opset {opset}); kept (pass --force to export again)")
     errors = {name: {int(b): per for b, per in entry["max_abs_error"].items()}
               for name, entry in manifest.components.items()}  # fmt: skip

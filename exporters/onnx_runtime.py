@@ -135,6 +135,18 @@ class PromptTokenizer:
         return ids, mask
 
 
+def encode_texts(session: Any, tokenizer: PromptTokenizer, texts: Sequence[str],
+                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The exported text encoder on ``texts``: pooled ``[B, d]``, token states ``[B, L, d]`` (zero on padding)
+    and mask ``[B, L]`` bool, run in chunks of ``batch_size`` all padded to the longest text."""
+    ids, mask = tokenizer(texts)
+    outputs = [session.run(["pooled", "tokens"], {"input_ids": ids[i : i + batch_size],
+                                                  "attention_mask": mask[i : i + batch_size]})
+               for i in range(0, len(ids), batch_size)]  # fmt: skip
+    pooled, tokens = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
+    return pooled, tokens, mask.astype(bool)
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
     """Float ``[B, C, T, H, W]`` in [-1, 1] → uint8 ``[B, T, H, W, C]``, rounded as ``tensor_to_clip`` does."""
     x = (np.clip(video.astype(np.float32), -1.0, 1.0) + 1.0) / 2.0
@@ -177,24 +189,23 @@ class OnnxPipeline:
             if any(p not in working for p in candidates):
                 candidates = _fall_back(candidates, working, providers is not None)
         tokenizer = PromptTokenizer(manifest.path("tokenizer"), manifest.text_encoder)
-        diffusion = DiffusionLoop(manifest, sessions["unet"], dict(options or {})) if "unet" in sessions else None
+        diffusion = None
+        if "unet" in sessions:
+            diffusion = DiffusionLoop(manifest, OnnxUnetStep(sessions["unet"]), options or {})
         return cls(manifest, sessions, tokenizer, candidates, diffusion)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pooled ``[B, d]``, token states ``[B, L, d]`` zeroed on padding, mask ``[B, L]`` bool), in chunks
         of ``batch_size`` texts (all padded to the longest, as the torch encoder pads its output)."""
-        ids, mask = self.tokenizer(texts)
-        outputs = [self.sessions["text_encoder"].run(["pooled", "tokens"], {"input_ids": ids[i : i + batch_size],
-                                                                            "attention_mask": mask[i : i + batch_size]})
-                   for i in range(0, len(ids), batch_size)]  # fmt: skip
-        pooled, tokens = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
-        return pooled, tokens, mask.astype(bool)
+        return encode_texts(self.sessions["text_encoder"], self.tokenizer, texts, batch_size)
 
     def latents(self, texts: Sequence[str], n: int = 1, seed: int | None = None) -> np.ndarray:
         """``[B·n, *latent_shape]``, text 0's ``n`` first."""
         pooled, tokens, mask = self.encode(texts)
         if self.diffusion is not None:
-            return self.diffusion.sample(tokens, mask, n, seed)
+            import torch
+
+            return self.diffusion.sample(torch.from_numpy(tokens), torch.from_numpy(mask), n, seed).numpy()
         (latent,) = self.sessions["mapping"].run(["latent"], {"text": pooled})
         return np.repeat(latent, n, axis=0)  # the mapping is deterministic: the n copies are equal
 
@@ -215,10 +226,12 @@ class OnnxPipeline:
 
 
 class DiffusionLoop:
-    """The diffusion sampler with its UNet step in ONNX Runtime: DiffusionSampler.sample's loop, fed the
-    exported empty caption and schedule. Imports torch and diffusers (only diffusion runs get here)."""
+    """The diffusion sampler around an exported UNet step: DiffusionSampler.sample's loop (DDIM from diffusers,
+    classifier-free guidance, MG sampling), fed the exported empty caption and schedule. ``step`` is a
+    ``UNetFn`` on torch tensors of ``device`` (ONNX Runtime's or a TensorRT engine's). Imports torch and
+    diffusers (only diffusion runs get here)."""
 
-    def __init__(self, manifest: Manifest, unet: Any, options: dict[str, Any]) -> None:
+    def __init__(self, manifest: Manifest, step: Any, options: Mapping[str, Any], device: str = "cpu") -> None:
         import torch
 
         from t2vkit.config import from_dict
@@ -230,20 +243,15 @@ class DiffusionLoop:
             self.model = DenoiserModel(config)
         self.sampling = from_dict(SamplingConfig, {**recorded["sampling"], **options}, where="sampler diffusion")
         check_sampling(self.sampling, config.num_train_timesteps)
+        self.device = torch.device(device)
         with np.load(manifest.path("null_text")) as null:
-            self.null_tokens, self.null_mask = torch.from_numpy(null["tokens"]), torch.from_numpy(null["mask"])
-        self.unet = unet
+            self.null_tokens = torch.from_numpy(null["tokens"]).to(self.device)
+            self.null_mask = torch.from_numpy(null["mask"]).to(self.device)
+        self.step = step
 
-    def step(self, x_t: Any, t: Any, tokens: Any, mask: Any) -> Any:
-        """One UNet evaluation in ONNX Runtime, with the torch UNet's signature (a ``UNetFn``)."""
-        import torch
-
-        feeds = {"x_t": x_t.float().numpy(), "t": t.long().numpy(), "tokens": tokens.float().numpy(),
-                 "mask": mask.bool().numpy()}  # fmt: skip
-        return torch.from_numpy(self.unet.run(["prediction"], feeds)[0])
-
-    def sample(self, tokens: np.ndarray, mask: np.ndarray, n: int, seed: int | None) -> np.ndarray:
-        """Stage-1 latents ``[B·n, C, T, H, W]`` as ``DiffusionSampler.sample`` draws them for this seed."""
+    def sample(self, tokens: Any, mask: Any, n: int, seed: int | None) -> Any:
+        """Stage-1 latents ``[B·n, C, T, H, W]`` (a tensor on ``device``) as ``DiffusionSampler.sample`` draws
+        them for this seed, from token states ``[B, L, d]`` and mask ``[B, L]`` (tensors on ``device``)."""
         import torch
 
         from t2vkit.plugins.samplers.diffusion import ddim_sample, guided_epsilon
@@ -253,21 +261,35 @@ class DiffusionLoop:
         if config.frame_tokens and tokens.shape[1] > config.max_text_len:
             raise T2VError(f"the frame-wise token generator takes up to {config.max_text_len} tokens "
                            f"(denoiser.max_text_len), got {tokens.shape[1]}")  # fmt: skip
-        tokens_t = torch.from_numpy(tokens).repeat_interleave(n, dim=0)
-        mask_t = torch.from_numpy(mask).repeat_interleave(n, dim=0)
+        tokens = tokens.repeat_interleave(n, dim=0)
+        mask = mask.bool().repeat_interleave(n, dim=0)
         generator = torch.Generator()
         if seed is None:
             generator.seed()
         else:
             generator.manual_seed(seed)
-        x = torch.randn((tokens_t.shape[0], *model.latent_shape), generator=generator)  # x_T, as in torch
+        x = torch.randn((tokens.shape[0], *model.latent_shape), generator=generator)  # x_T on the CPU, as in torch
         scheduler = model.ddim_scheduler()
         scheduler.set_timesteps(c.steps)
-        denoise = guided_epsilon(self.step, tokens_t, mask_t, self.null_tokens, self.null_mask, c.cfg,
+        denoise = guided_epsilon(self.step, tokens, mask, self.null_tokens, self.null_mask, c.cfg,
                                  config.prediction_type, scheduler.alphas_cumprod)  # fmt: skip
         with torch.no_grad():
-            x0 = ddim_sample(denoise, scheduler, x, c.mg_alpha, c.eta, generator)
-        return (x0 / config.latent_scale).numpy()
+            x0 = ddim_sample(denoise, scheduler, x.to(self.device), c.mg_alpha, c.eta, generator)
+        return x0 / config.latent_scale
+
+
+class OnnxUnetStep:
+    """One UNet evaluation in ONNX Runtime with the torch UNet's signature (a ``UNetFn`` on CPU tensors)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(self, x_t: Any, t: Any, tokens: Any, mask: Any) -> Any:
+        import torch
+
+        feeds = {"x_t": x_t.float().numpy(), "t": t.long().numpy(), "tokens": tokens.float().numpy(),
+                 "mask": mask.bool().numpy()}  # fmt: skip
+        return torch.from_numpy(self.session.run(["prediction"], feeds)[0])
 
 
 def _fall_back(candidates: list[str], working: list[str], explicit: bool) -> list[str]:
@@ -279,4 +301,4 @@ def _fall_back(candidates: list[str], working: list[str], explicit: bool) -> lis
     return list(working)
 
 
-__all__ = ["OnnxPipeline", "PromptTokenizer", "candidate_providers", "cuda_device_present", "to_uint8"]
+__all__ = ["DiffusionLoop", "OnnxPipeline", "PromptTokenizer", "candidate_providers", "cuda_device_present", "to_uint8"]

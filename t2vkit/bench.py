@@ -48,10 +48,9 @@ def unavailable(backend: str, run_dir: Path, device: str) -> str | None:
     if backend in ("onnx", "trt") and not (export_dir(run_dir) / MANIFEST_NAME).is_file():
         return f"no ONNX export in {export_dir(run_dir)}; run `{export_command(run_dir)}` first"
     if backend == "trt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return 'TensorRT is not installed (pip install "t2vkit[gpu]" on a machine with an NVIDIA GPU)'
-        if not gpu:
-            return "TensorRT needs an NVIDIA GPU and the CUDA driver sees none here"
+        from t2vkit.exporters.trt_runtime import trt_unavailable
+
+        return trt_unavailable()
     return None
 
 
@@ -113,11 +112,11 @@ def speedups(report: dict[str, Any]) -> None:
 
 def run_bench(run_dir: str | Path, backends: Sequence[str] = BACKENDS, batches: Sequence[int] = (1, 8),
               repeats: int = 10, warmup: int = 2, device: str = "cpu", threads: int | None = None,
-              options: dict[str, Any] | None = None, fp16: bool = False,
+              options: dict[str, Any] | None = None, fp16: bool = False, cuda_graph: bool = False,
               on_start: Callable[[str], None] = lambda backend: None) -> dict[str, Any]:  # fmt: skip
     """Measure ``backends`` on ``run_dir`` (module docstring); ``options`` are the diffusion sampler's
-    (``steps``, ``cfg``, ...), ``fp16`` picks TensorRT's fp16 engines; ``on_start(backend)`` is called
-    before each measured backend."""
+    (``steps``, ``cfg``, ...); ``fp16`` picks TensorRT's fp16 engines and ``cuda_graph`` replays its UNet step
+    as a CUDA graph; ``on_start(backend)`` is called before each measured backend."""
     run_dir = Path(run_dir)
     threads = threads or default_threads()
     stage = check_request(run_dir, backends, batches, repeats, warmup, device, threads)
@@ -126,6 +125,7 @@ def run_bench(run_dir: str | Path, backends: Sequence[str] = BACKENDS, batches: 
     report: dict[str, Any] = {
         "run": str(run_dir), "stage": stage, "device": device, "threads": threads, "repeats": repeats,
         "warmup": warmup, "batches": list(batches), "options": dict(options or {}), "fp16": fp16,
+        "cuda_graph": cuda_graph,
         "t2vkit_version": __version__,
         "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "platform": platform.platform()},
@@ -138,7 +138,7 @@ def run_bench(run_dir: str | Path, backends: Sequence[str] = BACKENDS, batches: 
             continue
         on_start(backend)
         request = Request(str(run_dir), backend, list(batches), repeats, warmup, device, threads, dict(options or {}),
-                          fp16)  # fmt: skip
+                          fp16, cuda_graph)  # fmt: skip
         report["backends"][backend] = run_worker(request)
     speedups(report)
     return report

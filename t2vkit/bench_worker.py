@@ -50,6 +50,7 @@ class Request:
     threads: int
     options: dict[str, Any] = field(default_factory=dict)  # the diffusion sampler's (steps, ...)
     fp16: bool = False  # trt: the fp16 engines
+    cuda_graph: bool = False  # trt: the UNet step replayed as a CUDA graph
 
 
 def prompts_for(batch: int) -> list[str]:
@@ -85,8 +86,8 @@ def peak_rss_mb() -> float:
 
 class DeviceMemory:
     """GPU memory in use on device 0 as the CUDA driver sees it (``cuMemGetInfo``), relative to a baseline
-    taken with the primary context already created: how ONNX Runtime's CUDA arena is measured, which
-    torch's allocator statistics do not see."""
+    taken with the primary context already created, sampled after every measured call: one yardstick for
+    every backend (torch's allocator statistics do not see ONNX Runtime's arena or TensorRT's own memory)."""
 
     def __init__(self) -> None:
         self.driver = ctypes.CDLL("libcuda.so.1")
@@ -164,8 +165,7 @@ class TorchBackend:
     def memory(self) -> dict[str, Any]:
         if not self.cuda:
             return {}
-        peak = self.torch.cuda.max_memory_allocated() / (1 << 20)
-        return {"peak_gpu_mb": round(peak, 1), "gpu_memory_source": "torch.cuda.max_memory_allocated"}
+        return {"torch_max_allocated_mb": round(self.torch.cuda.max_memory_allocated() / (1 << 20), 1)}
 
     def describe(self) -> dict[str, Any]:
         return {"torch": self.torch.__version__, "threads": self.torch.get_num_threads()}
@@ -177,7 +177,6 @@ class OnnxBackend:
     def __init__(self, request: Request) -> None:
         from t2vkit.exporters.onnx_runtime import CPU, OnnxPipeline
 
-        self.gpu_memory = DeviceMemory() if request.device == "cuda" else None
         providers = [CPU] if request.device == "cpu" else None
         self.pipeline = OnnxPipeline.from_run(request.run_dir, providers=providers, options=request.options,
                                               threads=request.threads)  # fmt: skip
@@ -186,9 +185,8 @@ class OnnxBackend:
         self.stage = self.pipeline.stage
         self.threads = request.threads
 
-    def sync(self) -> None:  # session.run returns host arrays: the work is done when it returns
-        if self.gpu_memory is not None:
-            self.gpu_memory.sample()
+    def sync(self) -> None:
+        """Nothing to wait for: ``session.run`` returns host arrays, so the work is done when it returns."""
 
     def calls(self, batch: int) -> dict[str, Thunk]:
         import numpy as np
@@ -210,10 +208,7 @@ class OnnxBackend:
         return found
 
     def memory(self) -> dict[str, Any]:
-        if self.gpu_memory is None:
-            return {}
-        return {"peak_gpu_mb": round(self.gpu_memory.peak / (1 << 20), 1),
-                "gpu_memory_source": "CUDA driver (device memory in use, above the context's)"}  # fmt: skip
+        return {}
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime
@@ -240,21 +235,31 @@ def adapter(name: str) -> Callable[[Request], Any]:
 
 def measure(request: Request) -> dict[str, Any]:
     """Load the backend (timed, imports included), then time each call at each batch size."""
+    gpu = DeviceMemory() if request.device == "cuda" or request.backend == "trt" else None
     began = time.perf_counter()
     backend = adapter(request.backend)(request)
     load_s = time.perf_counter() - began
+
+    def sync() -> None:
+        backend.sync()
+        if gpu is not None:
+            gpu.sample()
+
     batches: dict[str, Any] = {}
     for batch in request.batches:
         calls = backend.calls(batch)
-        timed = {name: time_calls(call, backend.sync, request.repeats, request.warmup) for name, call in calls.items()}
+        timed = {name: time_calls(call, sync, request.repeats, request.warmup) for name, call in calls.items()}
         end_to_end = timed.pop("end_to_end")
         batches[str(batch)] = {
             "components": {name: summarize(seconds) for name, seconds in timed.items()},
             "end_to_end": summarize(end_to_end),
             "videos_per_s": round(batch / statistics.median(end_to_end), 3),
         }
-    return {"status": "ok", "stage": backend.stage, "load_s": round(load_s, 3), "peak_rss_mb": peak_rss_mb(),
-            **backend.memory(), **backend.describe(), "batches": batches}  # fmt: skip
+    memory = {"peak_rss_mb": peak_rss_mb(), **backend.memory()}
+    if gpu is not None:
+        memory["peak_gpu_mb"] = round(gpu.peak / (1 << 20), 1)  # CUDA driver: device memory in use above the context
+    return {"status": "ok", "stage": backend.stage, "load_s": round(load_s, 3), **memory, **backend.describe(),
+            "batches": batches}  # fmt: skip
 
 
 @contextlib.contextmanager

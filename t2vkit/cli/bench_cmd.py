@@ -31,6 +31,7 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch and onnx (default: all CPUs)."),
     steps: int | None = typer.Option(None, "--steps", help="Diffusion: DDIM steps end to end (default 25)."),
     fp16: bool = typer.Option(False, "--fp16", help="trt: the fp16 engines (from `t2vkit export --trt --fp16`)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="trt: replay the UNet step as a CUDA graph."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
 ) -> None:
     """Latency per component and end to end (prompt → uint8 frames, model loaded), videos/s, load time and
@@ -54,7 +55,7 @@ def bench(
     names = [b.strip() for b in backends.split(",") if b.strip()]
     batches = parse_ints(batch, "--batch")
     with console.status("") as status:
-        report = run_bench(run_dir, names, batches, repeats, warmup, device, threads, options, fp16,
+        report = run_bench(run_dir, names, batches, repeats, warmup, device, threads, options, fp16, cuda_graph,
                            on_start=lambda name: status.update(f"benchmarking {name} ..."))  # fmt: skip
     console.print(latency_table(report))
     console.print(backend_table(report))
@@ -103,7 +104,7 @@ def backend_table(report: dict[str, Any]) -> Any:
         if result.get("status") != "ok":
             table.add_row(name, result["status"], "", "", "", escape(result.get("reason", "")))
             continue
-        skip = {"status", "stage", "batches", "load_s", "peak_rss_mb", "peak_gpu_mb", "gpu_memory_source"}
+        skip = {"status", "stage", "batches", "load_s", "peak_rss_mb", "peak_gpu_mb"}
         details = ", ".join(f"{k} {', '.join(v) if isinstance(v, list) else v}"
                             for k, v in result.items() if k not in skip)  # fmt: skip
         gpu = result.get("peak_gpu_mb")

@@ -45,14 +45,15 @@ def generate(
     out: Path | None = typer.Option(None, "--out", help="Output .mp4 (default: the prompt as a file name)."),
     gif: bool = typer.Option(False, "--gif", help="Also write a GIF beside each mp4."),
     sheet: bool = typer.Option(False, "--sheet", help="Also write a PNG contact sheet of all videos."),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnx (after `t2vkit export`; trt lands later)."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx or trt (onnx and trt after `t2vkit export`)."),
     sampler: str | None = typer.Option(None, "--sampler", help="direct (align runs), diffusion (diffusion runs)."),
     steps: int | None = typer.Option(None, "--steps", help="Diffusion: DDIM steps (default 25)."),
     cfg: float | None = typer.Option(None, "--cfg", help="Diffusion: classifier-free guidance scale (default 7.5)."),
     mg_alpha: float | None = typer.Option(None, "--mg-alpha", help="Diffusion: MG sampling scale (default 40; 0 off)."),
     scale: int = typer.Option(1, "--scale", help="Enlarge frames by this factor (nearest neighbour) to view them."),
     fps: int = typer.Option(8, "--fps", help="Frames per second of the written videos."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (torch and onnx; trt always runs on the GPU)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="trt: replay the UNet step as a CUDA graph."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Generate videos from text with a trained model; prints the paths it wrote.
@@ -62,13 +63,15 @@ def generate(
       t2vkit generate "person 2 is walking left to right" --model runs/kth --out walk.mp4 --gif --scale 4
       t2vkit generate --prompts prompts.txt --model runs/progressive --out videos/clip.mp4 --sheet
       t2vkit generate "digit 7 is moving left and right" --model runs/diffusion --num 4 --steps 25 --cfg 7.5 --seed 1
+      t2vkit generate "digit 3 is moving up and down" --model runs/progressive --backend onnx
+      t2vkit generate "digit 7 is moving left and right" --model runs/diffusion --backend trt --cuda-graph --num 8
     """
     from t2vkit.cli import console
 
     if backend not in BACKENDS:
         raise T2VError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "trt":
-        raise T2VError(f"--backend {backend} is not yet available in t2vkit (it lands with the export issue)")
+    if cuda_graph and backend != "trt":
+        raise T2VError("--cuda-graph is an option of --backend trt")
     if (prompt is None) == (prompts is None):
         raise T2VError("give either a PROMPT or --prompts FILE (one of them)")
     if model is None:
@@ -99,6 +102,10 @@ def generate(
         pipeline = OnnxPipeline.from_run(model, providers=providers, sampler=sampler, options=options)
         if device != "cpu" and pipeline.providers == ["CPUExecutionProvider"]:
             raise T2VError(f"--device {device}: ONNX Runtime has no working GPU provider here; use --device cpu")
+    elif backend == "trt":
+        from t2vkit.exporters.trt_runtime import TrtPipeline
+
+        pipeline = TrtPipeline.from_run(model, cuda_graph=cuda_graph, sampler=sampler, options=options)
     else:
         from t2vkit.pipeline import Pipeline
 
