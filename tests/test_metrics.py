@@ -43,3 +43,22 @@ def test_mean_pairwise_distance():
     points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
     assert math.isclose(mean_pairwise_distance(points), (5 + 0 + 5) / 3)
     assert mean_pairwise_distance(torch.ones(4, 2, 3)) == 0.0  # a collapsed set
+
+
+def test_the_bucket_median_reference_of_a_one_to_many_bucket_is_the_empty_background():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from t2vkit.data.torch_dataset import clip_to_tensor
+    from t2vkit.evaluate import _bucket_median_reference
+
+    clips = np.zeros((4, 2, 8, 8, 1), dtype=np.uint8)  # one bucket: a bright square in a different corner each
+    for i, (y, x) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
+        clips[i, :, y : y + 4, x : x + 4] = 255
+    data = SimpleNamespace(clips=clips, records=[SimpleNamespace(bucket=0)] * 4)
+    reference = _bucket_median_reference(data, np.arange(4))
+    blank = torch.full((1, 1, 2, 8, 8), -1.0)
+    expected = psnr(blank, clip_to_tensor(clips[0])[None])
+    assert math.isclose(reference["b_psnr"], float(expected), rel_tol=1e-5)  # 6.02 dB: a quarter of the pixels wrong
+    assert math.isclose(reference["b_psnr"], 10 * math.log10(4), rel_tol=1e-4)

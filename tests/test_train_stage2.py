@@ -159,6 +159,8 @@ def test_evaluate_a_stage1_and_a_stage2_run(syncdraw, stage1, model, tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert set(data["metrics"]) == {"b_psnr", "b_ssim"} and data["metrics"]["b_psnr"]["mean"] > 5
+    assert set(data["references"]["bucket_median"]) == {"b_psnr", "b_ssim"}
+    assert data["references"]["bucket_median"]["b_psnr"] > 5
     prepare("shapes", tmp_path / "shapes", {"num_train": 4, "num_val": 0, "num_test": 4})
     wrong = cli("evaluate", str(stage1), "--dataset", str(tmp_path / "shapes"))
     assert wrong.returncode == 1 and "has clips of shape [16, 64, 64, 3]" in wrong.stderr

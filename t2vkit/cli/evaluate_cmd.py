@@ -50,6 +50,9 @@ def evaluate(
         table.add_row(name, f"{value['mean']:.4f} ± {value['std']:.4f}")
     for name, why in report.skipped.items():
         table.add_row(name, f"[dim]skipped: {why}[/]")
+    for reference, values in report.references.items():
+        for name, value in values.items():
+            table.add_row(f"[dim]{name} of the {reference.replace('_', ' ')} clip[/]", f"[dim]{value:.4f}[/]")
     console.print(table)
     if json_path:
         atomic_write_json(json_path, report.as_dict())
