@@ -7,6 +7,7 @@
   Beside them, the same metrics for a reference that knows nothing but the bucket: each bucket's
   per-pixel median clip, the L1-optimal answer of any deterministic text → video mapping. On
   SyncDraw-MM that clip is the empty background, and it scores within the paper's Table 2 range.
+  A stage-1 report likewise shows the split's per-pixel median clip as a reconstruction floor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from t2vkit.checkpoint import read_config
@@ -70,6 +72,7 @@ def evaluate(run_dir: str | Path, dataset: str | Path, split: str = "test", num_
                     settings={"num_per_prompt": num_per_prompt, "seed": seed})  # fmt: skip
     if stage == "video":
         report.metrics = _reconstruction(run_dir, data, indices, torch.device(device), batch_size)
+        report.references = {"split_median": _split_median_reference(data, indices, batch_size)}
     elif stage in ("align", "diffusion"):
         encoder, why = _latent_encoder(config, latent_run, num_per_prompt, device)
         report.metrics = _bucket(run_dir, data, indices, num_per_prompt, seed, device, encoder)
@@ -101,6 +104,20 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: Any, device: 
         scores["psnr"].append(psnr(recon, video).cpu())
         scores["ssim"].append(ssim(recon, video).cpu())
     return {key: _summary(torch.cat(values)) for key, values in scores.items()}
+
+
+def _split_median_reference(data: PreparedDataset, indices: Any, batch_size: int,
+                            sample: int = 512) -> dict[str, float]:  # fmt: skip
+    """PSNR/SSIM of one clip for all: the per-pixel median of (up to ``sample`` of) the split's clips,
+    the floor a reconstruction has to beat (on SyncDraw-MM, the empty background)."""
+    median = np.median(data.clips[np.asarray(indices[:sample])], axis=0).round().astype(np.uint8)
+    reference = clip_to_tensor(median)[None]  # [1, C, T, H, W]
+    scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": []}
+    for start in range(0, len(indices), batch_size):
+        video = torch.stack([clip_to_tensor(data.clips[i]) for i in indices[start : start + batch_size]])
+        scores["psnr"].append(psnr(reference.expand_as(video), video))
+        scores["ssim"].append(ssim(reference.expand_as(video), video))
+    return {key: float(torch.cat(values).mean()) for key, values in scores.items()}
 
 
 def _bucket_members(data: PreparedDataset, indices: Any) -> dict[int, list[int]]:

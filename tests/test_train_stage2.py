@@ -154,6 +154,7 @@ def test_evaluate_a_stage1_and_a_stage2_run(syncdraw, stage1, model, tmp_path):
     data = json.loads(report.read_text())
     assert data["stage"] == "video" and data["clips"] == 8 and set(data["metrics"]) == {"psnr", "ssim"}
     assert data["skipped"]["fvd"].startswith("not yet available")
+    assert set(data["references"]["split_median"]) == {"psnr", "ssim"}
     assert "| PSNR ↑ | SSIM ↑ |" in (tmp_path / "t.md").read_text()
     result = cli("evaluate", str(model), "--dataset", str(syncdraw), "--split", "val", "--json", str(report))
     assert result.returncode == 0, result.stderr
