@@ -81,6 +81,14 @@ class Manifest:
     def text_encoder(self) -> dict[str, Any]:
         return self.data["text_encoder"]
 
+    def check_sampling(self, sampler: str | None, options: Mapping[str, Any] | None) -> None:
+        """Refuse a sampler the export was not made for, and options the direct sampler does not take."""
+        if sampler is not None and sampler != self.sampler:
+            raise T2VError(f"the export of {self.run_dir} draws with the {self.sampler} sampler; use "
+                           f"--sampler {self.sampler}, or --backend torch for the {sampler} sampler")  # fmt: skip
+        if self.sampler == "direct" and options:
+            raise T2VError(f"the direct sampler takes no options, got {', '.join(options)}")
+
     def path(self, name: str) -> Path:
         """The file of a component or an asset (``tokenizer``, ``null_text``)."""
         entry = self.components.get(name) or self.assets.get(name)

@@ -176,11 +176,7 @@ class OnnxPipeline:
         diffusion sampler's (``steps``, ``cfg``, ...); ``threads``: ONNX Runtime's intra-op threads."""
         run_dir = Path(run_dir)
         manifest = load_manifest(run_dir)
-        if sampler is not None and sampler != manifest.sampler:
-            raise T2VError(f"the ONNX export of {run_dir} draws with the {manifest.sampler} sampler; use "
-                           f"--sampler {manifest.sampler}, or --backend torch for the {sampler} sampler")  # fmt: skip
-        if manifest.sampler == "direct" and options:
-            raise T2VError(f"the direct sampler takes no options, got {', '.join(options)}")
+        manifest.check_sampling(sampler, options)
         candidates = candidate_providers(providers)
         sessions: dict[str, Any] = {}
         for name in manifest.components:

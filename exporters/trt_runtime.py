@@ -219,11 +219,7 @@ class TrtPipeline:
 
         run_dir = Path(run_dir)
         manifest = load_manifest(run_dir)
-        if sampler is not None and sampler != manifest.sampler:
-            raise T2VError(f"the export of {run_dir} draws with the {manifest.sampler} sampler; use "
-                           f"--sampler {manifest.sampler}, or --backend torch for the {sampler} sampler")  # fmt: skip
-        if manifest.sampler == "direct" and options:
-            raise T2VError(f"the direct sampler takes no options, got {', '.join(options)}")
+        manifest.check_sampling(sampler, options)
         engines = select_engines(run_dir, manifest, current_platform(), fp16)
         runners = {}
         for name, (key, path) in engines.items():
