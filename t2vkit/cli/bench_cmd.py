@@ -80,8 +80,9 @@ def latency_table(report: dict[str, Any]) -> Any:
     measured = {name: r for name, r in report["backends"].items() if r.get("status") == "ok"}
     components = list(dict.fromkeys(c for r in measured.values() for b in r["batches"].values()
                                     for c in b["components"]))  # fmt: skip
+    threads = f"{report['threads']} thread" + ("s" if report["threads"] != 1 else "")
     table = Table(title=f"latency in ms, median (min–max) of {report['repeats']}: {escape(report['run'])} "
-                        f"({report['stage']}, {report['device']}, {report['threads']} threads)")  # fmt: skip
+                        f"({report['stage']}, {report['device']}, {threads})")  # fmt: skip
     for column in ("backend", "batch", *components, "end to end", "videos/s", "× torch"):
         table.add_column(column.replace("_", " "), justify="left" if column == "backend" else "right")
     for name, result in measured.items():
