@@ -218,7 +218,12 @@ def _order(name: str) -> int:
     return _COLUMNS.index(name) if name in _COLUMNS else len(_COLUMNS)
 
 
+_NAMED = {"diversity": "diversity", "diversity_real": "diversity (real)", "diversity_ratio": "diversity ratio ↑"}
+
+
 def _label(name: str) -> str:
+    if name in _NAMED:
+        return _NAMED[name]
     arrows = {"psnr": "↑", "ssim": "↑", "lpips": "↓", "dists": "↓", "fvd": "↓", "kvd": "↓"}
     base = name.removeprefix("b_")
     return f"{'B-' if name.startswith('b_') else ''}{base.upper()} {arrows.get(base, '')}".strip()
