@@ -12,7 +12,6 @@ Torch-free (json + hashlib): the ONNX runtime of the direct sampler imports it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from t2vkit import __version__
 from t2vkit.checkpoint import component_path, read_config
 from t2vkit.errors import CheckpointError, T2VError
-from t2vkit.fsutil import atomic_write_json, sha256_file
+from t2vkit.fsutil import atomic_write_json, read_json, sha256_file
 
 FORMAT = "t2vkit-onnx"
 FORMAT_VERSION = 1
@@ -133,10 +132,7 @@ def load_manifest(run_dir: str | Path, verify: bool = True) -> Manifest:
         if not run_dir.is_dir():
             raise CheckpointError(f"run directory not found: {run_dir}")
         raise T2VError(f"{run_dir} has no ONNX export ({path} not found); run `{export_command(run_dir)}` first")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt ({exc}); re-run `{export_command(run_dir)} --force`") from None
+    data = read_json(path, CheckpointError, f"; re-run `{export_command(run_dir)} --force`")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a t2vkit ONNX manifest; re-run `{export_command(run_dir)} --force`")
     version = data.get("format_version")

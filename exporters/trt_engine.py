@@ -16,7 +16,6 @@ Pure logic (no TensorRT, no GPU): building is :mod:`t2vkit.exporters.trt_build`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from t2vkit.errors import CheckpointError, T2VError
-from t2vkit.fsutil import atomic_write_json, sha256_file
+from t2vkit.fsutil import atomic_write_json, read_json, sha256_file
 
 from .manifest import Manifest
 
@@ -132,11 +131,7 @@ def read_records(run_dir: str | Path) -> dict[str, Any]:
     path = trt_dir(run_dir) / RECORDS_NAME
     if not path.is_file():
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "engines": {}}
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt ({exc}); delete {trt_dir(run_dir)} and run "
-                              f"`t2vkit export {run_dir} --trt`") from None  # fmt: skip
+    data = read_json(path, CheckpointError, f"; delete {trt_dir(run_dir)} and run `t2vkit export {run_dir} --trt`")
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a t2vkit engine record this version reads; delete {trt_dir(run_dir)} "
                               f"and run `t2vkit export {run_dir} --trt`")  # fmt: skip

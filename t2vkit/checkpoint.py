@@ -6,14 +6,13 @@ checks each tensor's name and shape against the module it goes into, naming the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2vkit import __version__
 from t2vkit.errors import CheckpointError
-from t2vkit.fsutil import atomic_path, atomic_write_json
+from t2vkit.fsutil import atomic_path, atomic_write_json, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -38,10 +37,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"run directory not found: {run_dir}")
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a t2vkit run directory (no {CONFIG_NAME})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+    config = read_json(path, CheckpointError)
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{path} is not a t2vkit run config")
     version = config.get("format_version")

@@ -54,6 +54,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | Path, error: type[Exception], advice: str = "") -> Any:
+    """Parse one of t2vkit's own JSON files; one that is not valid UTF-8 JSON raises ``error`` naming the file,
+    the parser's complaint and ``advice`` (e.g. ``"; re-run `t2vkit export RUN --force`"``)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is corrupt ({exc}){advice}") from None
+
+
 @contextlib.contextmanager
 def staged_directory(final: str | Path) -> Iterator[Path]:
     """Yield an empty directory beside ``final``; on success it takes ``final``'s place.

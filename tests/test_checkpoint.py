@@ -84,3 +84,12 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask  # not the 0600 of a temporary file
+
+
+def test_a_json_file_of_binary_garbage_is_one_clear_error(tmp_path):
+    from t2vkit.errors import DataError
+    from t2vkit.fsutil import read_json
+
+    (tmp_path / "meta.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match=r"meta\.json is corrupt \(.*\); make it again"):
+        read_json(tmp_path / "meta.json", DataError, "; make it again")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from t2vkit.errors import DataError
-from t2vkit.fsutil import atomic_write_json
+from t2vkit.fsutil import atomic_write_json, read_json
 from t2vkit.interfaces import ClipSink
 
 DATASET_FORMAT = "t2vkit-dataset"
@@ -187,10 +187,7 @@ def read_meta(root: Path) -> dict[str, Any]:
         raise DataError(f"data set folder not found: {root} (make one with `t2vkit data prepare`)")
     if not path.is_file():
         raise DataError(f"{root} is not a prepared t2vkit data set (no meta.json); make one with `t2vkit data prepare`")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is corrupt: {exc}") from None
+    meta = read_json(path, DataError)
     if meta.get("format") != DATASET_FORMAT:
         raise DataError(f"{root} is not a prepared t2vkit data set ({path} has another format)")
     if meta.get("format_version", 0) > DATASET_FORMAT_VERSION:

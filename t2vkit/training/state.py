@@ -13,7 +13,6 @@ one intact.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 
 from t2vkit.checkpoint import check_state, load_tensors, save_tensors
 from t2vkit.errors import CheckpointError
-from t2vkit.fsutil import atomic_write_json, staged_directory
+from t2vkit.fsutil import atomic_write_json, read_json, staged_directory
 
 STATE = "state.json"
 
@@ -70,10 +69,7 @@ def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
     path = folder / STATE
     if not path.is_file():
         raise CheckpointError(f"no checkpoint to resume from in {folder.parent.parent} ({path} is missing)")
-    try:
-        progress = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+    progress = read_json(path, CheckpointError)
     for name, module in modules.items():
         state = load_tensors(folder / f"{name}.safetensors")
         check_state(state, module.state_dict(), where=str(folder / f"{name}.safetensors"))
