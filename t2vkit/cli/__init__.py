@@ -54,7 +54,7 @@ def _register_builtin_commands() -> None:
         evaluate_cmd,
         export_cmd,
         generate_cmd,
-        pending,
+        latents_cmd,
         plugins_cmd,
         train_cmd,
     )
@@ -66,7 +66,7 @@ def _register_builtin_commands() -> None:
     export_cmd.register(app)
     evaluate_cmd.register(app)
     bench_cmd.register(app)
-    pending.register(app)
+    latents_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
