@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 # The installed console script, as a user runs it.
 T2VKIT = str(Path(sys.executable).parent / "t2vkit")
 
@@ -27,13 +25,6 @@ def test_errors_are_one_line_without_traceback_and_debug_shows_it(tmp_path):
     assert "syncdraw-mm" in lines[0]
     debug = run("--debug", "data", "prepare", "no-such-dataset", "--out", str(tmp_path / "x"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr
-
-
-@pytest.mark.parametrize("command", ["latents"])
-def test_commands_of_later_issues_say_so_and_fail(command):
-    result = run(command, "--anything", "x")
-    assert result.returncode == 1
-    assert "is not yet available" in result.stderr
 
 
 def test_every_command_has_help_with_examples():

@@ -51,13 +51,13 @@ def test_the_bucket_median_reference_of_a_one_to_many_bucket_is_the_empty_backgr
     import numpy as np
 
     from t2vkit.data.torch_dataset import clip_to_tensor
-    from t2vkit.evaluate import _bucket_median_reference
+    from t2vkit.metrics.references import bucket_median_reference
 
     clips = np.zeros((4, 2, 8, 8, 1), dtype=np.uint8)  # one bucket: a bright square in a different corner each
     for i, (y, x) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
         clips[i, :, y : y + 4, x : x + 4] = 255
     data = SimpleNamespace(clips=clips, records=[SimpleNamespace(bucket=0)] * 4)
-    reference = _bucket_median_reference(data, np.arange(4))
+    reference = bucket_median_reference(data, np.arange(4))
     blank = torch.full((1, 1, 2, 8, 8), -1.0)
     expected = psnr(blank, clip_to_tensor(clips[0])[None])
     assert math.isclose(reference["b_psnr"], float(expected), rel_tol=1e-5)  # 6.02 dB: a quarter of the pixels wrong
@@ -70,12 +70,12 @@ def test_the_split_median_reference_scores_the_median_clip_against_every_clip():
     import numpy as np
 
     from t2vkit.data.torch_dataset import clip_to_tensor
-    from t2vkit.evaluate import _split_median_reference
+    from t2vkit.metrics.references import split_median_reference
 
     clips = np.zeros((3, 2, 8, 8, 1), dtype=np.uint8)
     clips[1, :, :4] = 255  # the median clip is clip 0 (all zeros): clip 0 is matched exactly, 1 and 2 are not
     clips[2, :, 4:] = 255
-    reference = _split_median_reference(SimpleNamespace(clips=clips), np.arange(3), batch_size=2)
+    reference = split_median_reference(SimpleNamespace(clips=clips), np.arange(3), batch_size=2)
     wrong = float(psnr(clip_to_tensor(clips[0])[None], clip_to_tensor(clips[1])[None]))
     assert math.isclose(reference["psnr"], (MAX_PSNR + 2 * wrong) / 3, rel_tol=1e-5)
     assert math.isclose(reference["ssim"], float(ssim(clip_to_tensor(clips[0])[None].expand(3, -1, -1, -1, -1),

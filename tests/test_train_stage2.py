@@ -149,19 +149,26 @@ def test_every_baseline_trains_and_generates(syncdraw, stage1, tmp_path, aligner
 def test_evaluate_a_stage1_and_a_stage2_run(syncdraw, stage1, model, tmp_path):
     report = tmp_path / "r.json"
     result = cli("evaluate", str(stage1), "--dataset", str(syncdraw), "--json", str(report),
-                 "--markdown", str(tmp_path / "t.md"))  # fmt: skip
+                 "--markdown", str(tmp_path / "t.md"), "--skip", "probe")  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["stage"] == "video" and data["clips"] == 8 and set(data["metrics"]) == {"psnr", "ssim"}
-    assert data["skipped"]["fvd"].startswith("not yet available")
+    assert data["skipped"]["fvd"] == data["skipped"]["kvd"] == "no I3D weights: pass --i3d PATH or set T2VKIT_I3D"
+    assert data["skipped"]["lpips"].startswith("no AlexNet weights: pass --lpips-backbone")
+    assert data["skipped"]["faithfulness"] == "skipped with --skip"
     assert set(data["references"]["split_median"]) == {"psnr", "ssim"}
-    assert "| PSNR ↑ | SSIM ↑ |" in (tmp_path / "t.md").read_text()
-    result = cli("evaluate", str(model), "--dataset", str(syncdraw), "--split", "val", "--json", str(report))
+    table = (tmp_path / "t.md").read_text()
+    assert "| run | PSNR ↑ | SSIM ↑ | LPIPS ↓ | DISTS ↓ | FVD ↓ | KVD ↓ |" in table and "not computed" in table
+    result = cli("evaluate", str(model), "--dataset", str(syncdraw), "--split", "val", "--json", str(report),
+                 "--skip", "probe,fvd")  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert set(data["metrics"]) == {"b_psnr", "b_ssim"} and data["metrics"]["b_psnr"]["mean"] > 5
+    assert "b_lpips" in data["skipped"] and "lpips" not in data["skipped"]
     assert set(data["references"]["bucket_median"]) == {"b_psnr", "b_ssim"}
     assert data["references"]["bucket_median"]["b_psnr"] > 5
     prepare("shapes", tmp_path / "shapes", {"num_train": 4, "num_val": 0, "num_test": 4})
     wrong = cli("evaluate", str(stage1), "--dataset", str(tmp_path / "shapes"))
     assert wrong.returncode == 1 and "has clips of shape [16, 64, 64, 3]" in wrong.stderr
+    unknown = cli("evaluate", str(stage1), "--dataset", str(syncdraw), "--skip", "psnr")
+    assert unknown.returncode == 1 and "--skip takes lpips, dists, fvd, probe, diversity; got psnr" in unknown.stderr

@@ -1,0 +1,84 @@
+"""`evaluate` with every metric family wired in: the probe, FVD/KVD (with a stand-in I3D, the real one
+is tested in test_fvd.py) and LPIPS (random backbone weights in torchvision's layout)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from t2vkit.evaluate import evaluate
+from t2vkit.metrics.probe import ProbeConfig
+from t2vkit.metrics.suite import WeightPaths
+from t2vkit.report import markdown
+
+TINY_PROBE = ProbeConfig(width=4, batch_size=8, epochs=1)
+
+
+class _CheapI3D(torch.nn.Module):
+    """[B, 3, T, 224, 224] → [B, 400]: random projections of frame means, varied enough for a covariance."""
+
+    bn_eps = 1e-3
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 16 * 14 * 14, 400)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool3d(x, (16, 14, 14))
+        return self.proj(pooled.flatten(1))
+
+
+@pytest.fixture
+def cheap_i3d(monkeypatch, tmp_path):
+    path = tmp_path / "i3d.safetensors"
+    path.write_bytes(b"not read: load_i3d is replaced")
+    monkeypatch.setattr("t2vkit.metrics.i3d.load_i3d", lambda p, device="cpu": _CheapI3D())
+    return path
+
+
+@pytest.fixture
+def lpips_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from t2vkit.models.backbones import alexnet
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "alexnet.safetensors"
+    save_file({k: v.contiguous() for k, v in alexnet().state_dict().items()}, backbone)  # features.N.*
+    heads = tmp_path / "heads.safetensors"
+    save_file({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 192, 384, 256, 256))},
+              heads)  # fmt: skip
+    return backbone, heads
+
+
+def test_a_stage1_report_has_every_table1_column(stage1, cheap_i3d, lpips_files):
+    data = stage1.parent / "syncdraw"
+    weights = WeightPaths(i3d=cheap_i3d, lpips_backbone=lpips_files[0], lpips_heads=lpips_files[1])
+    report = evaluate(stage1, data, weights=weights, fvd_videos=6, probe_config=TINY_PROBE)
+    assert {"psnr", "ssim", "lpips", "fvd", "kvd", "faithfulness", "probe_real"} <= set(report.metrics)
+    assert report.metrics["fvd"]["mean"] > 0 and "std" not in report.metrics["fvd"]  # one FVD for the whole set
+    assert 0 <= report.metrics["faithfulness"]["mean"] <= 1 and report.metrics["lpips"]["mean"] > 0
+    assert report.skipped == {"dists": "no VGG16 weights: pass --dists-backbone or set T2VKIT_DISTS_BACKBONE"}
+    assert report.warnings == ["FVD is unreliable with 6 real and 6 generated videos: a covariance of 400 feature "
+                               "dimensions needs more than 400 videos per set to be non-singular (KVD is noisy at "
+                               "this size too)"]  # fmt: skip
+    assert set(report.probe["generated"]) == set(report.probe["real"]) == {"digit", "motion", "bucket", "all"}
+    assert report.settings["i3d"]["bn_eps"] == 1e-3 and report.settings["probe"]["tasks"]["motion"] == [
+        "left and right", "up and down"]  # fmt: skip
+    table = markdown([report])
+    assert "| FVD ↓ | KVD ↓ | probe faithfulness ↑ | probe acc. (real) |" in table
+    assert "DISTS ↓: no VGG16 weights" in table
+
+
+def test_a_text_to_video_report_scores_generated_videos_with_the_probe_and_fvd(aligned, stage1, cheap_i3d):
+    data = stage1.parent / "syncdraw"
+    report = evaluate(aligned, data, weights=WeightPaths(i3d=cheap_i3d), fvd_videos=4, num_per_prompt=2,
+                      probe_config=TINY_PROBE, skip={"lpips", "dists"})  # fmt: skip
+    assert {"b_psnr", "b_ssim", "fvd", "kvd", "faithfulness", "probe_real", "diversity_ratio"} <= set(report.metrics)
+    assert math.isfinite(report.metrics["kvd"]["mean"]) and report.metrics["fvd"]["mean"] > 0
+    generated = report.probe["generated"]
+    assert all(0 <= v <= 1 for v in generated.values()) and generated["all"] <= min(generated["digit"],
+                                                                                      generated["motion"])  # fmt: skip
+    assert report.skipped["b_lpips"] == "skipped with --skip" and "lpips" not in report.skipped
