@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class EvalOptions:
     weights: WeightPaths = field(default_factory=WeightPaths)
     skip: frozenset[str] = frozenset()  # metric families not to compute (t2vkit.metrics.suite.FAMILIES)
     probe_config: Any = None  # a t2vkit.metrics.probe.ProbeConfig; None: its defaults
+    progress: Callable[[str, int | None, int], None] | None = None  # (description, total, advance) reports
 
 
 def evaluate(run_dir: str | Path, dataset: str | Path, options: EvalOptions | None = None, **overrides: Any) -> Report:
@@ -67,7 +69,9 @@ def evaluate(run_dir: str | Path, dataset: str | Path, options: EvalOptions | No
     stage = config.get("stage")
     if stage not in ("video", "align", "diffusion"):
         raise T2VError(f"{run_dir} is a {stage!r} run; evaluate takes stage-1 (video) and text-to-video runs")
-    suite = build_suite(options.weights, data, options.device, set(options.skip), options.probe_config)
+    options.progress = options.progress or (lambda description, total, advance: None)
+    suite = build_suite(options.weights, data, options.device, set(options.skip), options.probe_config,
+                        options.progress)  # fmt: skip
     report = Report(str(run_dir), str(stage), data.name, options.split, len(indices),
                     settings={"num_per_prompt": options.num_per_prompt, "seed": options.seed,
                               "fvd_videos": options.fvd_videos, **suite.settings})  # fmt: skip
@@ -108,12 +112,20 @@ def _fvd_sample(indices: np.ndarray, options: EvalOptions) -> np.ndarray:
 
 
 def _add_distribution(report: Report, suite: MetricSuite, real: np.ndarray, generated: np.ndarray,
-                      batch_size: int) -> None:  # fmt: skip
+                      options: EvalOptions) -> None:  # fmt: skip
     """FVD/KVD of uint8 clip sets ``[N, T, H, W, C]`` on I3D features."""
     from t2vkit.metrics.i3d import i3d_features
 
-    scores, warning = distribution_scores(i3d_features(suite.i3d, real, batch_size),
-                                          i3d_features(suite.i3d, generated, batch_size))  # fmt: skip
+    step = 8
+    options.progress("I3D features for FVD/KVD", len(real) + len(generated), 0)
+    features = []
+    for videos in (real, generated):
+        parts = []
+        for start in range(0, len(videos), step):
+            parts.append(i3d_features(suite.i3d, videos[start : start + step], step))
+            options.progress("", None, len(parts[-1]))
+        features.append(np.concatenate(parts))
+    scores, warning = distribution_scores(*features)
     report.metrics |= scores
     if warning:
         report.warnings.append(warning)
@@ -137,8 +149,10 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: np.ndarray, o
     scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], **{name: [] for name in suite.perceptual}}
     hits: dict[str, list[torch.Tensor]] = {}
     fvd_real, fvd_recon = [], []
+    options.progress("reconstructing the split", len(indices), 0)
     for start in range(0, len(indices), options.batch_size):
         batch = indices[start : start + options.batch_size]
+        options.progress("", None, len(batch))
         video = torch.stack([clip_to_tensor(data.clips[i]) for i in batch]).to(options.device)
         recon = decoder.decode(decoder.encode(video)).clamp(-1, 1)
         scores["psnr"].append(psnr(recon, video).cpu())
@@ -156,7 +170,7 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: np.ndarray, o
     if hits:
         _add_probe(report, hits)
     if fvd_real:
-        _add_distribution(report, suite, np.concatenate(fvd_real), np.concatenate(fvd_recon), options.batch_size)
+        _add_distribution(report, suite, np.concatenate(fvd_real), np.concatenate(fvd_recon), options)
 
 
 def _latent_encoder(config: dict[str, Any], options: EvalOptions) -> tuple[Any, str]:
@@ -194,8 +208,10 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
     spread: dict[str, list[float]] = {"diversity": [], "diversity_real": [], "diversity_ratio": []}
     spread_weights: list[float] = []
     rng = torch.Generator().manual_seed(options.seed)
+    options.progress(f"generating {k} per caption", len(captions), 0)
     for start in range(0, len(captions), 16):
         group = captions[start : start + 16]
+        options.progress("", None, len(group))
         videos = pipeline.videos(group, n=k, seed=options.seed + start)  # uint8 [G*K, T, H, W, C]
         for j, caption in enumerate(group):
             refs = torch.stack([clip_to_tensor(data.clips[i]) for i in members[bucket_of[caption]]])
@@ -224,6 +240,10 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
     if suite.i3d is not None:
         sample = _fvd_sample(indices, options)
         prompts = [data.records[i].caption for i in sample]
-        generated = np.concatenate([pipeline.videos(prompts[s : s + 16], n=1, seed=options.seed + 1 + s)
-                                    for s in range(0, len(prompts), 16)])  # fmt: skip
-        _add_distribution(report, suite, data.clips[sample], generated, options.batch_size)
+        options.progress("generating for FVD/KVD", len(prompts), 0)
+        chunks = []
+        for s in range(0, len(prompts), 16):
+            chunks.append(pipeline.videos(prompts[s : s + 16], n=1, seed=options.seed + 1 + s))
+            options.progress("", None, len(chunks[-1]))
+        generated = np.concatenate(chunks)
+        _add_distribution(report, suite, data.clips[sample], generated, options)

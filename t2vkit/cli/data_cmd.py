@@ -51,7 +51,9 @@ def prepare(
     for key, value in parse_overrides(option).items():
         options[key.replace("-", "_")] = value
 
-    with _progress() as report:
+    from t2vkit.cli.progress import progress_bar
+
+    with progress_bar() as report:
         result = run_prepare(name, out, options, overwrite=overwrite, progress=report)
     _summarise(result)
 
@@ -65,51 +67,6 @@ def info(root: Path = typer.Argument(..., help="A prepared data set folder.")) -
     from t2vkit.data.store import PreparedDataset
 
     _print_meta(PreparedDataset(root).meta, root)
-
-
-def _progress():
-    """A rich progress bar driven by the writer's (description, total, advance) reports.
-
-    The bar appears with the first report, so a command that fails early prints only its error.
-    """
-    import contextlib
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from t2vkit.cli import err_console
-
-    @contextlib.contextmanager
-    def manager():
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
-        bar = Progress(*columns, console=err_console)
-        task = None
-
-        def report(description: str, total: int | None, advance: int) -> None:
-            nonlocal task
-            if description:
-                if task is None:
-                    bar.start()
-                else:
-                    bar.update(task, completed=bar.tasks[task].total or bar.tasks[task].completed)
-                task = bar.add_task(description, total=total)
-            elif task is not None:
-                bar.advance(task, advance)
-
-        try:
-            yield report
-        finally:
-            if task is not None:
-                bar.stop()
-
-    return manager()
 
 
 def _summarise(result) -> None:

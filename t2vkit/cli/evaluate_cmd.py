@@ -50,6 +50,7 @@ def evaluate(
     from rich.table import Table
 
     from t2vkit.cli import console
+    from t2vkit.cli.progress import progress_bar
     from t2vkit.evaluate import EvalOptions, markdown
     from t2vkit.evaluate import evaluate as run_evaluation
     from t2vkit.fsutil import atomic_write_json, atomic_write_text
@@ -60,7 +61,8 @@ def evaluate(
     options = EvalOptions(split=split, num_per_prompt=num_per_prompt, seed=seed, device=device, latent_run=latent_run,
                           fvd_videos=fvd_videos, weights=weights,
                           skip=frozenset(name.strip() for name in skip.split(",") if name.strip()))  # fmt: skip
-    report = run_evaluation(run, dataset, options)
+    with progress_bar() as report_progress:
+        report = run_evaluation(run, dataset, options, progress=report_progress)
     table = Table(title=f"{run} on {report.dataset} ({report.split}, {report.clips} clips)")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")

@@ -46,7 +46,8 @@ class MetricSuite:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def build_suite(paths: WeightPaths, data: Any, device: str, skip: set[str], probe_config: Any = None) -> MetricSuite:
+def build_suite(paths: WeightPaths, data: Any, device: str, skip: set[str], probe_config: Any = None,
+                progress: Any = None) -> MetricSuite:  # fmt: skip
     """Load what can be loaded; everything else goes to ``skipped`` with its reason."""
     suite = MetricSuite()
     for family in skip:
@@ -73,7 +74,7 @@ def build_suite(paths: WeightPaths, data: Any, device: str, skip: set[str], prob
     if "probe" not in skip:
         from t2vkit.metrics.probe import load_or_train_probe
 
-        suite.probe = load_or_train_probe(data, device, config=probe_config)
+        suite.probe = load_or_train_probe(data, device, config=probe_config, progress=progress)
         suite.settings["probe"] = {"tasks": suite.probe.tasks, "training": suite.probe.info,
                                    "from_cache": suite.probe.from_cache}  # fmt: skip
     return suite
