@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Reproduce the SyncDraw-MM experiments with t2vkit's own commands: prepare the data, train the
 # stage-1 autoencoder, align text with it (the paper's method and baselines), train the diffusion
-# sampler, then evaluate everything into one Markdown table.
+# sampler, then evaluate everything into one Markdown table and draw the latent spaces.
 #
 #   PRESET=quick examples/reproduce_syncdraw.sh     # a 2-core CPU (hours)
 #   PRESET=paper examples/reproduce_syncdraw.sh     # the paper's sizes and schedules (a GPU)
 #
 # Every run resumes where it stopped: rerunning the script continues unfinished runs and skips
-# finished ones. Variables: PRESET, MNIST (IDX folder), DATA, RUNS, ALIGNERS, DEVICE.
+# finished ones. Variables: PRESET, MNIST (IDX folder), DATA, RUNS, ALIGNERS, DEVICE, and for
+# FVD/KVD I3D (a Kinetics-400 I3D .safetensors; without it those columns are listed as skipped).
 set -euo pipefail
 
 PRESET=${PRESET:-quick}
@@ -16,6 +17,8 @@ DATA=${DATA:-data/syncdraw}
 RUNS=${RUNS:-runs/syncdraw-$PRESET}
 ALIGNERS=${ALIGNERS:-progressive clip direct}
 DEVICE=${DEVICE:-auto}
+I3D=${I3D:-${T2VKIT_I3D:-../shared/data/weights/i3d_kinetics400.safetensors}}
+[ -f "$I3D" ] && export T2VKIT_I3D=$I3D
 
 train() {  # train OUT ARGS...: start the run, or continue it if OUT already holds one
   local out=$1
@@ -36,9 +39,23 @@ done
 train "$RUNS/diffusion-pixel" --stage diffusion --dataset "$DATA"
 
 mkdir -p "$RUNS/eval"
-t2vkit evaluate "$RUNS/wae3d" --dataset "$DATA" --json "$RUNS/eval/wae3d.json" --markdown "$RUNS/eval/wae3d.md"
+EVAL_DEVICE=$DEVICE  # evaluate and latents take cpu or cuda
+[ "$DEVICE" = auto ] && EVAL_DEVICE=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+t2vkit evaluate "$RUNS/wae3d" --dataset "$DATA" --device "$EVAL_DEVICE" --json "$RUNS/eval/wae3d.json"
 for run in $ALIGNERS diffusion-pixel; do
-  t2vkit evaluate "$RUNS/$run" --dataset "$DATA" --num-per-prompt 8 --latent-run "$RUNS/wae3d" \
-    --json "$RUNS/eval/$run.json" --markdown "$RUNS/eval/$run.md"
+  t2vkit evaluate "$RUNS/$run" --dataset "$DATA" --device "$EVAL_DEVICE" --num-per-prompt 8 --latent-run "$RUNS/wae3d" \
+    --json "$RUNS/eval/$run.json"
 done
-cat "$RUNS"/eval/*.md
+for aligner in $ALIGNERS; do
+  t2vkit latents "$RUNS/$aligner" --dataset "$DATA" --out "$RUNS/latents/$aligner" --device "$EVAL_DEVICE"
+done
+
+# One table, the paper's Tables 1-2 side by side (stage 1 first, then the text-to-video runs).
+reports=("$RUNS/eval/wae3d.json")
+for run in $ALIGNERS diffusion-pixel; do reports+=("$RUNS/eval/$run.json"); done
+python - "${reports[@]}" > "$RUNS/eval/table.md" <<'PY'
+import json, sys
+from t2vkit.report import Report, markdown
+print(markdown([Report(**json.load(open(path))) for path in sys.argv[1:]]))
+PY
+cat "$RUNS/eval/table.md"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from t2vkit.metrics.frame_distance import FrameDistance
 from t2vkit.models.backbones import VGG16_URL, vgg16
-from t2vkit.models.weight_files import WeightFile
+from t2vkit.models.weight_files import WeightFile, resolve_pair
 
 CHANNELS = (3, 64, 128, 256, 512, 512)  # the frame itself, then relu1_2 … relu5_3
 C1 = C2 = 1e-6
@@ -110,13 +110,7 @@ def resolve_dists(backbone: str | Path | None = None,
                   weights: str | Path | None = None) -> tuple[tuple[Path, Path] | None, str]:  # fmt: skip
     """``((backbone, weights), "")`` from the arguments or ``T2VKIT_DISTS_BACKBONE`` / ``T2VKIT_DISTS_WEIGHTS``,
     or ``(None, why)`` when a file is not named or not there."""
-    net, why = BACKBONE.resolve(backbone)
-    if net is None:
-        return None, why
-    ab, why = WEIGHTS.resolve(weights)
-    if ab is None:
-        return None, why
-    return (net, ab), ""
+    return resolve_pair(BACKBONE, backbone, WEIGHTS, weights)
 
 
 def dists_video(model: DISTS, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

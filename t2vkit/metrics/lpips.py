@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from t2vkit.metrics.frame_distance import FrameDistance
 from t2vkit.models.backbones import ALEXNET_URL, alexnet
-from t2vkit.models.weight_files import WeightFile
+from t2vkit.models.weight_files import WeightFile, resolve_pair
 
 CHANNELS = (64, 192, 384, 256, 256)  # AlexNet relu1 … relu5
 SHIFT = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer: ImageNet statistics in [-1, 1] units
@@ -80,13 +80,7 @@ def resolve_lpips(backbone: str | Path | None = None,
                   heads: str | Path | None = None) -> tuple[tuple[Path, Path] | None, str]:  # fmt: skip
     """``((backbone, heads), "")`` from the arguments or ``T2VKIT_LPIPS_BACKBONE`` / ``T2VKIT_LPIPS_HEADS``,
     or ``(None, why)`` when a file is not named or not there."""
-    net, why = BACKBONE.resolve(backbone)
-    if net is None:
-        return None, why
-    lin, why = HEADS.resolve(heads)
-    if lin is None:
-        return None, why
-    return (net, lin), ""
+    return resolve_pair(BACKBONE, backbone, HEADS, heads)
 
 
 def lpips_video(model: LPIPS, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

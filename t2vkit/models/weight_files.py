@@ -82,3 +82,15 @@ def _is_safetensors(path: Path) -> bool:
         return False
     (size,) = struct.unpack("<Q", head[:8])
     return head[8:9] == b"{" and size < path.stat().st_size
+
+
+def resolve_pair(first: WeightFile, first_given: str | Path | None, second: WeightFile,
+                 second_given: str | Path | None) -> tuple[tuple[Path, Path] | None, str]:  # fmt: skip
+    """Both files a metric needs (a backbone and its learned part), or ``(None, why)`` for the first one missing."""
+    a, why = first.resolve(first_given)
+    if a is None:
+        return None, why
+    b, why = second.resolve(second_given)
+    if b is None:
+        return None, why
+    return (a, b), ""
