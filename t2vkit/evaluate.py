@@ -111,24 +111,39 @@ def _fvd_sample(indices: np.ndarray, options: EvalOptions) -> np.ndarray:
     return np.sort(rng.permutation(indices)[: options.fvd_videos])
 
 
-def _add_distribution(report: Report, suite: MetricSuite, real: np.ndarray, generated: np.ndarray,
-                      options: EvalOptions) -> None:  # fmt: skip
-    """FVD/KVD of uint8 clip sets ``[N, T, H, W, C]`` on I3D features."""
-    from t2vkit.metrics.i3d import i3d_features
+def _add_distribution(report: Report, suite: MetricSuite, data: PreparedDataset, real: np.ndarray,
+                      generated: np.ndarray, options: EvalOptions) -> None:  # fmt: skip
+    """FVD/KVD on I3D features of the real clips ``real`` (indices into the data set; their features
+    are cached) and uint8 ``generated`` clips ``[N, T, H, W, C]``."""
+    from t2vkit.fsutil import atomic_path
+    from t2vkit.metrics.suite import real_features_cache
 
-    step = 8
-    options.progress("I3D features for FVD/KVD", len(real) + len(generated), 0)
-    features = []
-    for videos in (real, generated):
-        parts = []
-        for start in range(0, len(videos), step):
-            parts.append(i3d_features(suite.i3d, videos[start : start + step], step))
-            options.progress("", None, len(parts[-1]))
-        features.append(np.concatenate(parts))
-    scores, warning = distribution_scores(*features)
+    cache = real_features_cache(data, real, report.settings["i3d"])
+    real_features = np.load(cache, allow_pickle=False) if cache is not None and cache.is_file() else None
+    if real_features is not None and real_features.shape != (len(real), 400):
+        real_features = None  # a foreign or damaged file: recompute
+    if real_features is None:
+        real_features = _i3d_features(suite, data.clips[real], "I3D features of the real clips", options)
+        if cache is not None:
+            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, real_features, allow_pickle=False)
+    features = _i3d_features(suite, generated, "I3D features of the generated clips", options)
+    scores, warning = distribution_scores(real_features, features)
     report.metrics |= scores
     if warning:
         report.warnings.append(warning)
+
+
+def _i3d_features(suite: MetricSuite, videos: np.ndarray, description: str, options: EvalOptions) -> np.ndarray:
+    from t2vkit.metrics.i3d import i3d_features
+
+    step = 8
+    options.progress(description, len(videos), 0)
+    parts = []
+    for start in range(0, len(videos), step):
+        parts.append(i3d_features(suite.i3d, videos[start : start + step], step))
+        options.progress("", None, len(parts[-1]))
+    return np.concatenate(parts)
 
 
 def _add_probe(report: Report, hits: dict[str, list[torch.Tensor]], weights: torch.Tensor | None = None) -> None:
@@ -164,13 +179,13 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: np.ndarray, o
                 hits.setdefault(task, []).append(right)
         keep = [j for j, i in enumerate(batch) if int(i) in picked]
         if keep:
-            fvd_real.append(data.clips[batch[keep]])
+            fvd_real.append(batch[keep])
             fvd_recon.append(tensor_to_clip(recon[keep]))
     report.metrics |= {key: _summary(torch.cat(values)) for key, values in scores.items()}
     if hits:
         _add_probe(report, hits)
     if fvd_real:
-        _add_distribution(report, suite, np.concatenate(fvd_real), np.concatenate(fvd_recon), options)
+        _add_distribution(report, suite, data, np.concatenate(fvd_real), np.concatenate(fvd_recon), options)
 
 
 def _latent_encoder(config: dict[str, Any], options: EvalOptions) -> tuple[Any, str]:
@@ -246,4 +261,4 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
             chunks.append(pipeline.videos(prompts[s : s + 16], n=1, seed=options.seed + 1 + s))
             options.progress("", None, len(chunks[-1]))
         generated = np.concatenate(chunks)
-        _add_distribution(report, suite, data.clips[sample], generated, options)
+        _add_distribution(report, suite, data, sample, generated, options)

@@ -34,7 +34,7 @@ class _CheapI3D(torch.nn.Module):
 def cheap_i3d(monkeypatch, tmp_path):
     path = tmp_path / "i3d.safetensors"
     path.write_bytes(b"not read: load_i3d is replaced")
-    monkeypatch.setattr("t2vkit.metrics.i3d.load_i3d", lambda p, device="cpu": _CheapI3D())
+    monkeypatch.setattr("t2vkit.metrics.i3d.load_i3d", lambda p, device="cpu": (torch.manual_seed(0), _CheapI3D())[1])
     return path
 
 
@@ -70,6 +70,25 @@ def test_a_stage1_report_has_every_table1_column(stage1, cheap_i3d, lpips_files)
     table = markdown([report])
     assert "| FVD ↓ | KVD ↓ | probe faithfulness ↑ | probe acc. (real) |" in table
     assert "DISTS ↓: no VGG16 weights" in table
+
+
+def test_the_real_clips_i3d_features_are_computed_once_per_data_set(stage1, cheap_i3d, monkeypatch, tmp_path):
+    from t2vkit.fsutil import cache_root
+    from t2vkit.metrics import i3d
+
+    monkeypatch.setenv("T2VKIT_CACHE", str(tmp_path / "cache"))
+    data = stage1.parent / "syncdraw"
+    options = dict(weights=WeightPaths(i3d=cheap_i3d), fvd_videos=5, skip={"probe", "lpips", "dists"})
+    first = evaluate(stage1, data, **options)
+    cached = list((cache_root() / "i3d").glob("syncdraw-mm-*.npy"))
+    assert len(cached) == 1
+    seen = []
+    real_call = i3d.i3d_features
+    monkeypatch.setattr(i3d, "i3d_features", lambda model, videos, batch_size=8: seen.append(len(videos))
+                        or real_call(model, videos, batch_size))  # fmt: skip
+    again = evaluate(stage1, data, **options)
+    assert sum(seen) == 5  # only the reconstructions: the real clips' features came from the cache
+    assert again.metrics["fvd"] == first.metrics["fvd"]
 
 
 def test_a_text_to_video_report_scores_generated_videos_with_the_probe_and_fvd(aligned, stage1, cheap_i3d):

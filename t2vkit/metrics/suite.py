@@ -67,8 +67,10 @@ def build_suite(paths: WeightPaths, data: Any, device: str, skip: set[str], prob
 
         path = resolve_i3d_path(paths.i3d)
         if path:
+            from t2vkit.fsutil import sha256_file
+
             suite.i3d = load_i3d(path, device)
-            suite.settings["i3d"] = {"path": str(path), "bn_eps": suite.i3d.bn_eps}
+            suite.settings["i3d"] = {"path": str(path), "sha256": sha256_file(path), "bn_eps": suite.i3d.bn_eps}
         else:
             suite.skipped["fvd"] = "no I3D weights: pass --i3d PATH or set T2VKIT_I3D"
     if "probe" not in skip:
@@ -90,6 +92,22 @@ def _load(suite: MetricSuite, family: str, why: str, load: Any) -> None:
 def skipped_columns(skipped: dict[str, str], kind: str) -> dict[str, str]:
     """Family → why, as report column → why for a ``kind`` ("video" or "text") report."""
     return {column: why for family, why in skipped.items() for column in COLUMNS[kind].get(family, ())}
+
+
+def real_features_cache(data: Any, indices: np.ndarray, i3d_settings: dict[str, Any]) -> Path | None:
+    """Where the I3D features of a data set's real clips ``indices`` are kept, so evaluating several
+    runs on one data set computes them once; None for a data set without a fingerprint."""
+    import hashlib
+    import json
+
+    from t2vkit.fsutil import cache_root
+
+    fingerprint = data.meta.get("fingerprint")
+    if not fingerprint:
+        return None
+    key = json.dumps({"fingerprint": fingerprint, "i3d": i3d_settings["sha256"], "bn_eps": i3d_settings["bn_eps"],
+                      "indices": hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()})  # fmt: skip
+    return cache_root() / "i3d" / f"{data.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
 
 def distribution_scores(real: np.ndarray, generated: np.ndarray) -> tuple[dict[str, dict[str, float]], str | None]:
