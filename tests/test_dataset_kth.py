@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
+from kth_synthetic import blob_video, write_avi
 
 from t2vkit.data import PreparedDataset
 from t2vkit.data.prepare import prepare
@@ -86,24 +86,14 @@ def test_parser_takes_crlf_tabs_spaces_and_refuses_garbage():
 # ---------------------------------------------------------------- direction measurement
 
 
-def _blob_video(xs: list[float], height: int = 60, width: int = 80, noise: float = 0.0) -> np.ndarray:
-    """A bright 12×20 block at the given left edges over a dark background, uint8 [T, H, W]."""
-    rng = np.random.default_rng(0)
-    frames = np.full((len(xs), height, width), 20.0)
-    for t, x in enumerate(xs):
-        frames[t, 20:40, int(x) : int(x) + 12] = 220.0
-    frames += rng.normal(0, noise, frames.shape)
-    return np.clip(frames, 0, 255).astype(np.uint8)
-
-
 def test_direction_is_measured_from_the_motion():
-    right = _blob_video([2 + 1.5 * t for t in range(30)], noise=6)[..., None]
+    right = blob_video([2 + 1.5 * t for t in range(30)], noise=6)[..., None]
     assert measure_direction(right) == LEFT_TO_RIGHT
     assert measure_direction(right[::-1]) == RIGHT_TO_LEFT
     assert measure_direction(np.repeat(right, 3, axis=-1)) == LEFT_TO_RIGHT  # RGB works the same
-    still = _blob_video([30] * 30, noise=6)[..., None]
+    still = blob_video([30] * 30, noise=6)[..., None]
     assert measure_direction(still) is None
-    jitter = _blob_video([30 + (t % 2) for t in range(30)])[..., None]  # moves, but goes nowhere
+    jitter = blob_video([30 + (t % 2) for t in range(30)])[..., None]  # moves, but goes nowhere
     assert measure_direction(jitter) is None
 
 
@@ -121,27 +111,15 @@ SEQUENCES = (
 )
 
 
-def _write_avi(path: Path, frames: np.ndarray) -> None:
-    height, width = frames.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(
-        str(path), (width, height), fps=25, codec="rawvideo", pix_fmt_in="gray", pix_fmt_out="gray",
-        macro_block_size=1, ffmpeg_log_level="error",
-    )  # fmt: skip
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
-
-
 @pytest.fixture(scope="module")
 def kth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("kth")
     (folder / "00sequences.txt").write_bytes(SEQUENCES.encode())
-    walking = _blob_video([2 + 1.5 * t for t in range(40)] + [62.0] * 20)  # right, then still
-    _write_avi(folder / "person02_walking_d1_uncomp.avi", walking)
+    walking = blob_video([2 + 1.5 * t for t in range(40)] + [62.0] * 20)  # right, then still
+    write_avi(folder / "person02_walking_d1_uncomp.avi", walking)
     (folder / "running").mkdir()  # the official zips unpack into one folder per action
-    running = _blob_video([66 - 1.4 * t for t in range(45)])  # left
-    _write_avi(folder / "running" / "person03_running_d4_uncomp.avi", running)
+    running = blob_video([66 - 1.4 * t for t in range(45)])  # left
+    write_avi(folder / "running" / "person03_running_d4_uncomp.avi", running)
     return folder
 
 
