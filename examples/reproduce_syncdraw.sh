@@ -41,21 +41,13 @@ train "$RUNS/diffusion-pixel" --stage diffusion --dataset "$DATA"
 mkdir -p "$RUNS/eval"
 EVAL_DEVICE=$DEVICE  # evaluate and latents take cpu or cuda
 [ "$DEVICE" = auto ] && EVAL_DEVICE=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
-t2vkit evaluate "$RUNS/wae3d" --dataset "$DATA" --device "$EVAL_DEVICE" --json "$RUNS/eval/wae3d.json"
-for run in $ALIGNERS diffusion-pixel; do
-  t2vkit evaluate "$RUNS/$run" --dataset "$DATA" --device "$EVAL_DEVICE" --num-per-prompt 8 --latent-run "$RUNS/wae3d" \
-    --json "$RUNS/eval/$run.json"
-done
+runs=("$RUNS/wae3d")
+for run in $ALIGNERS diffusion-pixel; do runs+=("$RUNS/$run"); done
+# One table, the paper's Tables 1-2 side by side: the stage-1 row, then the text-to-video rows.
+t2vkit evaluate "${runs[@]}" --dataset "$DATA" --device "$EVAL_DEVICE" --num-per-prompt 8 --latent-run "$RUNS/wae3d" \
+  --json "$RUNS/eval/reports.json" --markdown "$RUNS/eval/table.md"
 for aligner in $ALIGNERS; do
   t2vkit latents "$RUNS/$aligner" --dataset "$DATA" --out "$RUNS/latents/$aligner" --device "$EVAL_DEVICE"
 done
 
-# One table, the paper's Tables 1-2 side by side (stage 1 first, then the text-to-video runs).
-reports=("$RUNS/eval/wae3d.json")
-for run in $ALIGNERS diffusion-pixel; do reports+=("$RUNS/eval/$run.json"); done
-python - "${reports[@]}" > "$RUNS/eval/table.md" <<'PY'
-import json, sys
-from t2vkit.report import Report, markdown
-print(markdown([Report(**json.load(open(path))) for path in sys.argv[1:]]))
-PY
 cat "$RUNS/eval/table.md"

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from t2vkit.metrics.references import bucket_median_reference, bucket_members, s
 from t2vkit.metrics.suite import FAMILIES, MetricSuite, WeightPaths, build_suite, distribution_scores, skipped_columns
 from t2vkit.report import Report, markdown
 
-__all__ = ["EvalOptions", "Report", "evaluate", "markdown"]
+__all__ = ["EvalOptions", "Report", "evaluate", "evaluate_runs", "markdown"]
 
 
 @dataclass
@@ -53,34 +53,52 @@ class EvalOptions:
 
 def evaluate(run_dir: str | Path, dataset: str | Path, options: EvalOptions | None = None, **overrides: Any) -> Report:
     """Evaluate ``run_dir`` on ``dataset``; keyword ``overrides`` replace fields of ``options``."""
+    return evaluate_runs([run_dir], dataset, options, **overrides)[0]
+
+
+def evaluate_runs(run_dirs: Sequence[str | Path], dataset: str | Path, options: EvalOptions | None = None,
+                  **overrides: Any) -> list[Report]:  # fmt: skip
+    """One report per run, for one table: every run is checked before any is scored, and the metric
+    networks (probe, I3D, LPIPS, DISTS) are loaded once for all of them."""
     options = replace(options or EvalOptions(), **overrides)
     unknown = set(options.skip) - set(FAMILIES)
     if unknown:
         raise T2VError(f"--skip takes {', '.join(FAMILIES)}; got {', '.join(sorted(unknown))}")
     if options.num_per_prompt < 1 or options.fvd_videos < 2:
         raise T2VError("--num-per-prompt must be at least 1 and --fvd-videos at least 2")
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
     data = PreparedDataset(dataset)
-    _check_dataset(config, data, run_dir)
     indices = data.indices(options.split)
     if len(indices) == 0:
         raise DataError(f"{data.root} has no {options.split} clips")
-    stage = config.get("stage")
-    if stage not in ("video", "align", "diffusion"):
-        raise T2VError(f"{run_dir} is a {stage!r} run; evaluate takes stage-1 (video) and text-to-video runs")
+    configs = {}
+    for run_dir in map(Path, run_dirs):
+        configs[run_dir] = config = read_config(run_dir)
+        _check_dataset(config, data, run_dir)
+        if config.get("stage") not in ("video", "align", "diffusion"):
+            raise T2VError(f"{run_dir} is a {config.get('stage')!r} run; evaluate takes stage-1 (video) and "
+                           "text-to-video runs")  # fmt: skip
     options.progress = options.progress or (lambda description, total, advance: None)
     suite = build_suite(options.weights, data, options.device, set(options.skip), options.probe_config,
                         options.progress)  # fmt: skip
+    real = None
+    if suite.probe is not None:
+        from t2vkit.metrics.probe import split_accuracy
+
+        real = split_accuracy(suite.probe, data, options.split)
+    return [_evaluate_one(run_dir, config, data, indices, options, suite, real) for run_dir, config in configs.items()]
+
+
+def _evaluate_one(run_dir: Path, config: dict[str, Any], data: PreparedDataset, indices: np.ndarray,
+                  options: EvalOptions, suite: MetricSuite, probe_real: dict[str, float] | None) -> Report:  # fmt: skip
+    stage = config["stage"]
     report = Report(str(run_dir), str(stage), data.name, options.split, len(indices),
                     settings={"num_per_prompt": options.num_per_prompt, "seed": options.seed,
                               "fvd_videos": options.fvd_videos, **suite.settings})  # fmt: skip
-    if suite.probe is not None:
-        from t2vkit.metrics.probe import ALL, split_accuracy
+    if probe_real is not None:
+        from t2vkit.metrics.probe import ALL
 
-        real = split_accuracy(suite.probe, data, options.split)
-        report.probe["real"] = real
-        report.metrics["probe_real"] = {"mean": real[ALL]}
+        report.probe["real"] = probe_real
+        report.metrics["probe_real"] = {"mean": probe_real[ALL]}
     if stage == "video":
         report.skipped = skipped_columns(suite.skipped, "video")
         _reconstruction(run_dir, data, indices, options, suite, report)

@@ -101,3 +101,23 @@ def test_a_text_to_video_report_scores_generated_videos_with_the_probe_and_fvd(a
     assert all(0 <= v <= 1 for v in generated.values()) and generated["all"] <= min(generated["digit"],
                                                                                       generated["motion"])  # fmt: skip
     assert report.skipped["b_lpips"] == "skipped with --skip" and "lpips" not in report.skipped
+
+
+def test_several_runs_make_one_table(stage1, aligned, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = stage1.parent / "syncdraw"
+    t2vkit = str(Path(sys.executable).parent / "t2vkit")
+    result = subprocess.run([t2vkit, "evaluate", str(stage1), str(aligned), "--dataset", str(data), "--skip",
+                             "probe,fvd", "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "t.md")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = json.loads((tmp_path / "r.json").read_text())
+    assert [r["stage"] for r in reports] == ["video", "align"]
+    rows = [line for line in (tmp_path / "t.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| run | PSNR ↑ | SSIM ↑ | B-PSNR ↑ | B-SSIM ↑ |")
+    assert rows[1].startswith(f"| {stage1.name} | ") and rows[2].startswith(f"| {aligned.name} | — | — | ")
+    assert [row.split(" | ")[0] for row in rows[3:]] == ["| *bucket median clip*", "| *split median clip*"]

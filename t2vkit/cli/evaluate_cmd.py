@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from t2vkit.report import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -12,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    run: Path = typer.Argument(..., help="A run directory (stage 1, or a text-to-video run)."),
+    runs: list[Path] = typer.Argument(..., help="Run directories (stage 1 or text-to-video), one table row each."),
     dataset: Path = typer.Option(..., "--dataset", help="The prepared data set to evaluate on."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     num_per_prompt: int = typer.Option(1, "--num-per-prompt", help="Videos generated per caption."),
@@ -30,7 +34,7 @@ def evaluate(
                                               help="DISTS alpha/beta, weights.pt [env T2VKIT_DISTS_WEIGHTS]."),
     skip: str = typer.Option("", "--skip", help="Metric families not to compute: lpips,dists,fvd,probe,diversity."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    json_path: Path | None = typer.Option(None, "--json", help="Also write the report as JSON."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the report (a list: several) as JSON."),
     markdown_path: Path | None = typer.Option(None, "--markdown", help="Also write a Markdown table."),
 ) -> None:
     """The paper's Table 1 metrics for a stage-1 run (PSNR, SSIM, LPIPS, DISTS, FVD, KVD of
@@ -43,27 +47,41 @@ def evaluate(
     [dim]Examples:[/]
       t2vkit evaluate runs/wae3d --dataset data/syncdraw
       t2vkit evaluate runs/progressive --dataset data/syncdraw --json progressive.json --markdown table.md
+      t2vkit evaluate runs/wae3d runs/progressive runs/clip --dataset data/syncdraw --markdown table.md
       t2vkit evaluate runs/diffusion --dataset data/syncdraw --num-per-prompt 8 --latent-run runs/wae3d
       t2vkit evaluate runs/wae3d --dataset data/syncdraw --i3d i3d_kinetics400.safetensors --fvd-videos 1024
       t2vkit evaluate runs/progressive --dataset data/syncdraw --skip fvd,probe
     """
-    from rich.table import Table
-
     from t2vkit.cli import console
     from t2vkit.cli.progress import progress_bar
-    from t2vkit.evaluate import EvalOptions, markdown
-    from t2vkit.evaluate import evaluate as run_evaluation
+    from t2vkit.evaluate import EvalOptions, evaluate_runs, markdown
     from t2vkit.fsutil import atomic_write_json, atomic_write_text
     from t2vkit.metrics.suite import WeightPaths
-    from t2vkit.report import cell, order
 
     weights = WeightPaths(i3d, lpips_backbone, lpips_heads, dists_backbone, dists_weights)
     options = EvalOptions(split=split, num_per_prompt=num_per_prompt, seed=seed, device=device, latent_run=latent_run,
                           fvd_videos=fvd_videos, weights=weights,
                           skip=frozenset(name.strip() for name in skip.split(",") if name.strip()))  # fmt: skip
     with progress_bar() as report_progress:
-        report = run_evaluation(run, dataset, options, progress=report_progress)
-    table = Table(title=f"{run} on {report.dataset} ({report.split}, {report.clips} clips)")
+        reports = evaluate_runs(runs, dataset, options, progress=report_progress)
+    for report in reports:
+        _print(report)
+    if json_path:
+        payload = [r.as_dict() for r in reports]
+        atomic_write_json(json_path, payload[0] if len(payload) == 1 else payload)
+    if markdown_path:
+        atomic_write_text(markdown_path, markdown(reports))
+    if json_path or markdown_path:
+        console.print(" ".join(str(p) for p in (json_path, markdown_path) if p))
+
+
+def _print(report: Report) -> None:
+    from rich.table import Table
+
+    from t2vkit.cli import console
+    from t2vkit.report import cell, order
+
+    table = Table(title=f"{report.run} on {report.dataset} ({report.split}, {report.clips} clips)")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
     for name in sorted(report.metrics, key=order):
@@ -80,9 +98,3 @@ def evaluate(
                       + (f" (real clips: {real:.1%})" if real is not None else ""))  # fmt: skip
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    if json_path:
-        atomic_write_json(json_path, report.as_dict())
-    if markdown_path:
-        atomic_write_text(markdown_path, markdown([report]))
-    if json_path or markdown_path:
-        console.print(" ".join(str(p) for p in (json_path, markdown_path) if p))
