@@ -102,12 +102,12 @@ def _evaluate_one(run_dir: Path, config: dict[str, Any], data: PreparedDataset, 
     if stage == "video":
         report.skipped = skipped_columns(suite.skipped, "video")
         _reconstruction(run_dir, data, indices, options, suite, report)
-        report.references = {"split_median": split_median_reference(data, indices, options.batch_size)}
+        report.references["split_median"] = split_median_reference(data, indices, options.batch_size)
     else:
         encoder, why = _latent_encoder(config, options)
         report.skipped = skipped_columns(suite.skipped | ({"diversity": why} if why else {}), "text")
         _text_to_video(run_dir, data, indices, options, suite, encoder, report)
-        report.references = {"bucket_median": bucket_median_reference(data, indices)}
+        report.references["bucket_median"] = bucket_median_reference(data, indices)
     return report
 
 
@@ -131,25 +131,38 @@ def _fvd_sample(indices: np.ndarray, options: EvalOptions) -> np.ndarray:
 
 def _add_distribution(report: Report, suite: MetricSuite, data: PreparedDataset, real: np.ndarray,
                       generated: np.ndarray, options: EvalOptions) -> None:  # fmt: skip
-    """FVD/KVD on I3D features of the real clips ``real`` (indices into the data set; their features
-    are cached) and uint8 ``generated`` clips ``[N, T, H, W, C]``."""
-    from t2vkit.fsutil import atomic_path
-    from t2vkit.metrics.suite import real_features_cache
-
-    cache = real_features_cache(data, real, report.settings["i3d"])
-    real_features = np.load(cache, allow_pickle=False) if cache is not None and cache.is_file() else None
-    if real_features is not None and real_features.shape != (len(real), 400):
-        real_features = None  # a foreign or damaged file: recompute
-    if real_features is None:
-        real_features = _i3d_features(suite, data.clips[real], "I3D features of the real clips", options)
-        if cache is not None:
-            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, real_features, allow_pickle=False)
-    features = _i3d_features(suite, generated, "I3D features of the generated clips", options)
-    scores, warning = distribution_scores(real_features, features)
+    """FVD/KVD between the real clips ``real`` (indices into the data set) and uint8 ``generated`` clips
+    ``[N, T, H, W, C]``; beside them, as a reference, the same between ``real`` and as many real clips
+    of another split: the floor that sampling noise alone gives at this set size."""
+    real_features = _real_features(suite, data, real, report, options)
+    scores, warning = distribution_scores(real_features,
+                                          _i3d_features(suite, generated, "I3D features of the generated clips",
+                                                        options))  # fmt: skip
     report.metrics |= scores
     if warning:
         report.warnings.append(warning)
+    other = "val" if options.split != "val" else "train"
+    others = _fvd_sample(data.indices(other), replace(options, fvd_videos=len(real)))
+    if len(others) >= 2:
+        floor, _ = distribution_scores(real_features, _real_features(suite, data, others, report, options))
+        report.references[f"real_{other}"] = {name: value["mean"] for name, value in floor.items()}
+
+
+def _real_features(suite: MetricSuite, data: PreparedDataset, indices: np.ndarray, report: Report,
+                   options: EvalOptions) -> np.ndarray:  # fmt: skip
+    """I3D features of the data set's clips ``indices``, cached per data set, sample and I3D file."""
+    from t2vkit.fsutil import atomic_path
+    from t2vkit.metrics.suite import real_features_cache
+
+    cache = real_features_cache(data, indices, report.settings["i3d"])
+    features = np.load(cache, allow_pickle=False) if cache is not None and cache.is_file() else None
+    if features is not None and features.shape == (len(indices), 400):
+        return features
+    features = _i3d_features(suite, data.clips[indices], "I3D features of real clips", options)
+    if cache is not None:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, features, allow_pickle=False)
+    return features
 
 
 def _i3d_features(suite: MetricSuite, videos: np.ndarray, description: str, options: EvalOptions) -> np.ndarray:

@@ -20,7 +20,8 @@ class Report:
     clips: int
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # name → {"mean", "std"} (std optional)
     skipped: dict[str, str] = field(default_factory=dict)  # name → why it was not computed
-    references: dict[str, dict[str, float]] = field(default_factory=dict)  # name → the metrics of a trivial video
+    # name → the metrics of a trivial answer (a median clip), or FVD/KVD of real clips of another split
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
     probe: dict[str, Any] = field(default_factory=dict)  # per-task accuracy: "generated", "real"; the tasks
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +48,13 @@ def label(name: str) -> str:
     return f"{'B-' if name.startswith('b_') else ''}{base.upper()} {_ARROWS.get(base, '')}".strip()
 
 
+def reference_label(name: str) -> str:
+    """``split_median`` → "split median clip"; ``real_val`` → "real val clips" (FVD/KVD's floor)."""
+    if name.startswith("real_"):
+        return f"real {name.removeprefix('real_')} clips"
+    return f"{name.replace('_', ' ')} clip"
+
+
 def cell(value: dict[str, float], mean_format: str = ".3g", std_format: str = ".2g") -> str:
     """``mean ± std``, or the mean alone where a metric has no spread (one FVD for a whole set)."""
     std = value.get("std")
@@ -64,7 +72,7 @@ def markdown(reports: list[Report]) -> str:
     for reference in sorted({name for r in reports for name in r.references}):
         values = next(r.references[reference] for r in reports if reference in r.references)
         cells = [f"{values[n]:.3g}" if n in values else "—" for n in names]
-        lines.append(f"| *{reference.replace('_', ' ')} clip* | " + " | ".join(cells) + " |")
+        lines.append(f"| *{reference_label(reference)}* | " + " | ".join(cells) + " |")
     skipped = {f"{label(n)}: {why}" for r in reports for n, why in r.skipped.items()}
     notes = [f"\n— not computed: {'; '.join(sorted(skipped))}"] if skipped else []
     return "\n".join(lines + notes) + "\n"

@@ -65,6 +65,8 @@ def test_a_stage1_report_has_every_table1_column(stage1, cheap_i3d, lpips_files)
                                "dimensions needs more than 400 videos per set to be non-singular (KVD is noisy at "
                                "this size too)"]  # fmt: skip
     assert set(report.probe["generated"]) == set(report.probe["real"]) == {"digit", "motion", "bucket", "all"}
+    assert set(report.references) == {"split_median", "real_val"}  # FVD/KVD's floor: 6 val clips vs the 6 test ones
+    assert set(report.references["real_val"]) == {"fvd", "kvd"} and report.references["real_val"]["fvd"] > 0
     assert report.settings["i3d"]["bn_eps"] == 1e-3 and report.settings["probe"]["tasks"]["motion"] == [
         "left and right", "up and down"]  # fmt: skip
     table = markdown([report])
@@ -81,14 +83,14 @@ def test_the_real_clips_i3d_features_are_computed_once_per_data_set(stage1, chea
     options = dict(weights=WeightPaths(i3d=cheap_i3d), fvd_videos=5, skip={"probe", "lpips", "dists"})
     first = evaluate(stage1, data, **options)
     cached = list((cache_root() / "i3d").glob("syncdraw-mm-*.npy"))
-    assert len(cached) == 1
+    assert len(cached) == 2  # the test clips, and the val clips of the FVD floor
     seen = []
     real_call = i3d.i3d_features
     monkeypatch.setattr(i3d, "i3d_features", lambda model, videos, batch_size=8: seen.append(len(videos))
                         or real_call(model, videos, batch_size))  # fmt: skip
     again = evaluate(stage1, data, **options)
     assert sum(seen) == 5  # only the reconstructions: the real clips' features came from the cache
-    assert again.metrics["fvd"] == first.metrics["fvd"]
+    assert again.metrics["fvd"] == first.metrics["fvd"] and again.references == first.references
 
 
 def test_a_text_to_video_report_scores_generated_videos_with_the_probe_and_fvd(aligned, stage1, cheap_i3d):
@@ -121,3 +123,4 @@ def test_several_runs_make_one_table(stage1, aligned, tmp_path):
     assert rows[0].startswith("| run | PSNR ↑ | SSIM ↑ | B-PSNR ↑ | B-SSIM ↑ |")
     assert rows[1].startswith(f"| {stage1.name} | ") and rows[2].startswith(f"| {aligned.name} | — | — | ")
     assert [row.split(" | ")[0] for row in rows[3:]] == ["| *bucket median clip*", "| *split median clip*"]
+    assert "split median clip" in result.stdout

@@ -79,7 +79,7 @@ def _print(report: Report) -> None:
     from rich.table import Table
 
     from t2vkit.cli import console
-    from t2vkit.report import cell, order
+    from t2vkit.report import cell, order, reference_label
 
     table = Table(title=f"{report.run} on {report.dataset} ({report.split}, {report.clips} clips)")
     table.add_column("metric")
@@ -90,7 +90,7 @@ def _print(report: Report) -> None:
         table.add_row(name, f"[dim]skipped: {why}[/]")
     for reference, values in report.references.items():
         for name, value in values.items():
-            table.add_row(f"[dim]{name} of the {reference.replace('_', ' ')} clip[/]", f"[dim]{value:.4f}[/]")
+            table.add_row(f"[dim]{name} of the {reference_label(reference)}[/]", f"[dim]{value:.4f}[/]")
     console.print(table)
     for task, accuracy in report.probe.get("generated", {}).items():
         real = report.probe.get("real", {}).get(task)
