@@ -80,34 +80,64 @@ def evaluate_runs(run_dirs: Sequence[str | Path], dataset: str | Path, options: 
     options.progress = options.progress or (lambda description, total, advance: None)
     suite = build_suite(options.weights, data, options.device, set(options.skip), options.probe_config,
                         options.progress)  # fmt: skip
-    real = None
+    shared = _shared(data, indices, {config["stage"] for config in configs.values()}, options, suite)
+    return [_evaluate_one(run, config, data, indices, options, suite, shared) for run, config in configs.items()]
+
+
+@dataclass
+class _Shared:
+    """What every run's report on one split has in common, computed once per call."""
+
+    references: dict[str, dict[str, float]]  # kind → the metrics of a trivial answer, or FVD/KVD's floor
+    probe_real: dict[str, float] | None = None  # the probe's accuracy on the split's real clips
+    fvd_sample: np.ndarray | None = None  # the real clips FVD/KVD compare with (indices, in file order)
+    real_features: np.ndarray | None = None  # their I3D features
+
+
+def _shared(data: PreparedDataset, indices: np.ndarray, stages: set[str], options: EvalOptions,
+            suite: MetricSuite) -> _Shared:  # fmt: skip
+    shared = _Shared(references={})
+    if "video" in stages:
+        shared.references["split_median"] = split_median_reference(data, indices, options.batch_size)
+    if stages - {"video"}:
+        shared.references["bucket_median"] = bucket_median_reference(data, indices)
     if suite.probe is not None:
         from t2vkit.metrics.probe import split_accuracy
 
-        real = split_accuracy(suite.probe, data, options.split)
-    return [_evaluate_one(run_dir, config, data, indices, options, suite, real) for run_dir, config in configs.items()]
+        shared.probe_real = split_accuracy(suite.probe, data, options.split)
+    if suite.i3d is not None:
+        shared.fvd_sample = _fvd_sample(indices, options)
+        shared.real_features = _real_features(suite, data, shared.fvd_sample, options)
+        # FVD/KVD's floor: the same distances to as many real clips of another split (sampling noise alone)
+        other = "val" if options.split != "val" else "train"
+        others = _fvd_sample(data.indices(other), replace(options, fvd_videos=len(shared.fvd_sample)))
+        if len(others) >= 2:
+            floor, _ = distribution_scores(shared.real_features, _real_features(suite, data, others, options))
+            shared.references[f"real_{other}"] = {name: value["mean"] for name, value in floor.items()}
+    return shared
 
 
 def _evaluate_one(run_dir: Path, config: dict[str, Any], data: PreparedDataset, indices: np.ndarray,
-                  options: EvalOptions, suite: MetricSuite, probe_real: dict[str, float] | None) -> Report:  # fmt: skip
+                  options: EvalOptions, suite: MetricSuite, shared: _Shared) -> Report:  # fmt: skip
     stage = config["stage"]
     report = Report(str(run_dir), str(stage), data.name, options.split, len(indices),
                     settings={"num_per_prompt": options.num_per_prompt, "seed": options.seed,
                               "fvd_videos": options.fvd_videos, **suite.settings})  # fmt: skip
-    if probe_real is not None:
+    if shared.probe_real is not None:
         from t2vkit.metrics.probe import ALL
 
-        report.probe["real"] = probe_real
-        report.metrics["probe_real"] = {"mean": probe_real[ALL]}
+        report.probe["real"] = shared.probe_real
+        report.metrics["probe_real"] = {"mean": shared.probe_real[ALL]}
+    trivial = "split_median" if stage == "video" else "bucket_median"
+    report.references = {name: values for name, values in shared.references.items()
+                         if name == trivial or name.startswith("real_")}  # fmt: skip
     if stage == "video":
         report.skipped = skipped_columns(suite.skipped, "video")
-        _reconstruction(run_dir, data, indices, options, suite, report)
-        report.references["split_median"] = split_median_reference(data, indices, options.batch_size)
+        _reconstruction(run_dir, data, indices, options, suite, shared, report)
     else:
         encoder, why = _latent_encoder(config, options)
         report.skipped = skipped_columns(suite.skipped | ({"diversity": why} if why else {}), "text")
-        _text_to_video(run_dir, data, indices, options, suite, encoder, report)
-        report.references["bucket_median"] = bucket_median_reference(data, indices)
+        _text_to_video(run_dir, data, indices, options, suite, shared, encoder, report)
     return report
 
 
@@ -129,32 +159,23 @@ def _fvd_sample(indices: np.ndarray, options: EvalOptions) -> np.ndarray:
     return np.sort(rng.permutation(indices)[: options.fvd_videos])
 
 
-def _add_distribution(report: Report, suite: MetricSuite, data: PreparedDataset, real: np.ndarray,
-                      generated: np.ndarray, options: EvalOptions) -> None:  # fmt: skip
-    """FVD/KVD between the real clips ``real`` (indices into the data set) and uint8 ``generated`` clips
-    ``[N, T, H, W, C]``; beside them, as a reference, the same between ``real`` and as many real clips
-    of another split: the floor that sampling noise alone gives at this set size."""
-    real_features = _real_features(suite, data, real, report, options)
-    scores, warning = distribution_scores(real_features,
-                                          _i3d_features(suite, generated, "I3D features of the generated clips",
-                                                        options))  # fmt: skip
+def _add_distribution(report: Report, suite: MetricSuite, shared: _Shared, generated: np.ndarray,
+                      options: EvalOptions) -> None:  # fmt: skip
+    """FVD/KVD between the shared sample of real clips and uint8 ``generated`` clips ``[N, T, H, W, C]``."""
+    features = _i3d_features(suite, generated, "I3D features of the generated clips", options)
+    scores, warning = distribution_scores(shared.real_features, features)
     report.metrics |= scores
     if warning:
         report.warnings.append(warning)
-    other = "val" if options.split != "val" else "train"
-    others = _fvd_sample(data.indices(other), replace(options, fvd_videos=len(real)))
-    if len(others) >= 2:
-        floor, _ = distribution_scores(real_features, _real_features(suite, data, others, report, options))
-        report.references[f"real_{other}"] = {name: value["mean"] for name, value in floor.items()}
 
 
-def _real_features(suite: MetricSuite, data: PreparedDataset, indices: np.ndarray, report: Report,
+def _real_features(suite: MetricSuite, data: PreparedDataset, indices: np.ndarray,
                    options: EvalOptions) -> np.ndarray:  # fmt: skip
     """I3D features of the data set's clips ``indices``, cached per data set, sample and I3D file."""
     from t2vkit.fsutil import atomic_path
     from t2vkit.metrics.suite import real_features_cache
 
-    cache = real_features_cache(data, indices, report.settings["i3d"])
+    cache = real_features_cache(data, indices, suite.settings["i3d"])
     features = np.load(cache, allow_pickle=False) if cache is not None and cache.is_file() else None
     if features is not None and features.shape == (len(indices), 400):
         return features
@@ -187,14 +208,14 @@ def _add_probe(report: Report, hits: dict[str, list[torch.Tensor]], weights: tor
 
 @torch.no_grad()
 def _reconstruction(run_dir: Path, data: PreparedDataset, indices: np.ndarray, options: EvalOptions,
-                    suite: MetricSuite, report: Report) -> None:  # fmt: skip
+                    suite: MetricSuite, shared: _Shared, report: Report) -> None:  # fmt: skip
     from t2vkit.runs import load_decoder
 
     decoder, _ = load_decoder(run_dir, options.device)
-    picked = set(_fvd_sample(indices, options).tolist()) if suite.i3d is not None else set()
+    picked = set(shared.fvd_sample.tolist()) if shared.fvd_sample is not None else set()
     scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], **{name: [] for name in suite.perceptual}}
     hits: dict[str, list[torch.Tensor]] = {}
-    fvd_real, fvd_recon = [], []
+    fvd_recon = []  # reconstructions of the shared FVD sample
     options.progress("reconstructing the split", len(indices), 0)
     for start in range(0, len(indices), options.batch_size):
         batch = indices[start : start + options.batch_size]
@@ -210,13 +231,12 @@ def _reconstruction(run_dir: Path, data: PreparedDataset, indices: np.ndarray, o
                 hits.setdefault(task, []).append(right)
         keep = [j for j, i in enumerate(batch) if int(i) in picked]
         if keep:
-            fvd_real.append(batch[keep])
             fvd_recon.append(tensor_to_clip(recon[keep]))
     report.metrics |= {key: _summary(torch.cat(values)) for key, values in scores.items()}
     if hits:
         _add_probe(report, hits)
-    if fvd_real:
-        _add_distribution(report, suite, data, np.concatenate(fvd_real), np.concatenate(fvd_recon), options)
+    if fvd_recon:
+        _add_distribution(report, suite, shared, np.concatenate(fvd_recon), options)
 
 
 def _latent_encoder(config: dict[str, Any], options: EvalOptions) -> tuple[Any, str]:
@@ -237,7 +257,7 @@ def _latent_encoder(config: dict[str, Any], options: EvalOptions) -> tuple[Any, 
 
 @torch.no_grad()
 def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, options: EvalOptions,
-                   suite: MetricSuite, latent_encoder: Any, report: Report) -> None:  # fmt: skip
+                   suite: MetricSuite, shared: _Shared, latent_encoder: Any, report: Report) -> None:  # fmt: skip
     from t2vkit.metrics.diversity import mean_pairwise_distance
     from t2vkit.pipeline import Pipeline
 
@@ -283,13 +303,12 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
         report.metrics |= {key: _summary(torch.tensor(values), sw) for key, values in spread.items()}
     if hits:
         _add_probe(report, hits, w)
-    if suite.i3d is not None:
-        sample = _fvd_sample(indices, options)
-        prompts = [data.records[i].caption for i in sample]
+    if shared.fvd_sample is not None:
+        prompts = [data.records[i].caption for i in shared.fvd_sample]
         options.progress("generating for FVD/KVD", len(prompts), 0)
         chunks = []
         for s in range(0, len(prompts), 16):
             chunks.append(pipeline.videos(prompts[s : s + 16], n=1, seed=options.seed + 1 + s))
             options.progress("", None, len(chunks[-1]))
         generated = np.concatenate(chunks)
-        _add_distribution(report, suite, data, sample, generated, options)
+        _add_distribution(report, suite, shared, generated, options)
