@@ -150,7 +150,9 @@ def _unet_example(model: Any) -> Example:
     c = model.config
 
     def example(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        length = min(TOKEN_LENGTHS.get(batch, 8), c.max_text_len) if c.frame_tokens else TOKEN_LENGTHS.get(batch, 8)
+        length = TOKEN_LENGTHS.get(batch, 8)
+        if getattr(c, "frame_tokens", False):  # the UNet's token generator spans max_text_len positions
+            length = min(length, c.max_text_len)
         x_t = torch.randn(batch, *model.latent_shape, generator=generator)
         t = torch.randint(0, c.num_train_timesteps, (batch,), generator=generator)
         tokens = torch.randn(batch, length, c.text_dim, generator=generator)
@@ -184,12 +186,12 @@ def components(pipeline: Any, run_dir: Path) -> list[Component]:
             _normal_example(encoder.dim), checkpoint_source(run_dir, "aligner"),
         ))  # fmt: skip
     else:
-        from t2vkit.plugins.samplers.diffusion import DenoiserModel
+        from t2vkit.plugins.samplers.diffusion import Denoiser
 
         model = getattr(sampler, "model", None)
-        if not isinstance(model, DenoiserModel):
-            raise ExportError(f"the {pipeline.config['denoiser']['name']} sampler's network is not the diffusion "
-                              "sampler's DenoiserModel; the ONNX export knows only that one")  # fmt: skip
+        if not isinstance(model, Denoiser):
+            raise ExportError(f"the {pipeline.config['denoiser']['name']} sampler's network is not a diffusion "
+                              "Denoiser; the ONNX export knows only those (diffusion, prior)")  # fmt: skip
         found.append(Component(
             "unet", model.unet, ("x_t", "t", "tokens", "mask"), ("prediction",),
             {"x_t": {0: "batch"}, "t": {0: "batch"}, "tokens": batch_text, "mask": batch_text,
@@ -339,14 +341,14 @@ def export_run(run_dir: str | Path, opset: int = MIN_OPSET, batch_profile: tuple
     if folder.exists() and not force and (kept := _existing(run_dir, opset, batch_profile, echo)) is not None:
         return kept
 
-    from t2vkit.pipeline import DEFAULT_SAMPLER, Pipeline
-    from t2vkit.plugins.samplers.diffusion import SamplingConfig
+    from t2vkit.pipeline import Pipeline, run_sampler
 
     pipeline = Pipeline.from_run(run_dir)
+    sampler, factory = run_sampler(config, None, run_dir)
     parts = components(pipeline, run_dir)
     encoder = pipeline.encoder
     stage = config["stage"]
-    run = {"stage": stage, "sampler": DEFAULT_SAMPLER[stage], "latent_shape": list(pipeline.decoder.latent_shape),
+    run = {"stage": stage, "sampler": sampler, "latent_shape": list(pipeline.decoder.latent_shape),
            "clip_shape": config.get("dataset", {}).get("clip_shape"), "decoder": config["decoder"]["name"]}  # fmt: skip
     if stage == "align":
         run["aligner"] = config["aligner"]["name"]
@@ -385,7 +387,7 @@ def export_run(run_dir: str | Path, opset: int = MIN_OPSET, batch_profile: tuple
         if stage == "diffusion":
             model = pipeline.sampler.model
             manifest["assets"]["null_text"] = _write_null_text(model, stage_dir, parts[1].source)
-            manifest["diffusion"] = {"denoiser": to_dict(model.config), "sampling": asdict(SamplingConfig())}
+            manifest["diffusion"] = {"denoiser": to_dict(model.config), "sampling": asdict(factory.Config())}
         write_manifest(stage_dir, manifest)
     return ExportResult(folder, kept=False, errors=errors)
 

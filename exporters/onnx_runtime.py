@@ -230,15 +230,17 @@ class DiffusionLoop:
     def __init__(self, manifest: Manifest, step: Any, options: Mapping[str, Any], device: str = "cpu") -> None:
         import torch
 
+        from t2vkit import registry
         from t2vkit.config import from_dict
-        from t2vkit.plugins.samplers.diffusion import DenoiserConfig, DenoiserModel, SamplingConfig, check_sampling
 
+        factory = registry.get("sampler", manifest.sampler).factory
         recorded = manifest.data["diffusion"]
-        config = from_dict(DenoiserConfig, recorded["denoiser"], where=f"{manifest.folder} denoiser")
+        config = from_dict(factory.Model.Config, recorded["denoiser"], where=f"{manifest.folder} denoiser")
         with torch.device("meta"):  # weightless: it lends its schedule recipe, so both backends share it
-            self.model = DenoiserModel(config)
-        self.sampling = from_dict(SamplingConfig, {**recorded["sampling"], **options}, where="sampler diffusion")
-        check_sampling(self.sampling, config.num_train_timesteps)
+            self.model = factory.Model(config)
+        self.sampling = from_dict(factory.Config, {**recorded["sampling"], **options},
+                                  where=f"sampler {manifest.sampler}")  # fmt: skip
+        factory(self.sampling, self.model)  # the sampler's own checks of its options
         self.device = torch.device(device)
         with np.load(manifest.path("null_text")) as null:
             self.null_tokens = torch.from_numpy(null["tokens"]).to(self.device)
@@ -254,7 +256,7 @@ class DiffusionLoop:
 
         model, c = self.model, self.sampling
         config = model.config
-        if config.frame_tokens and tokens.shape[1] > config.max_text_len:
+        if getattr(config, "frame_tokens", False) and tokens.shape[1] > config.max_text_len:
             raise T2VError(f"the frame-wise token generator takes up to {config.max_text_len} tokens "
                            f"(denoiser.max_text_len), got {tokens.shape[1]}")  # fmt: skip
         tokens = tokens.repeat_interleave(n, dim=0)

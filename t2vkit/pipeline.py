@@ -21,8 +21,24 @@ from t2vkit.data.torch_dataset import tensor_to_clip
 from t2vkit.errors import CheckpointError, T2VError
 from t2vkit.prompts import check_prompts
 
-# The sampler each kind of run is drawn with by default.
+# The sampler each kind of run is drawn with by default (a diffusion run: the one that trained its denoiser).
 DEFAULT_SAMPLER = {"align": "direct", "diffusion": "diffusion"}
+
+
+def run_sampler(config: dict[str, Any], requested: str | None, run_dir: Path) -> tuple[str, Any]:
+    """The sampler (name, factory) to draw from a run with: ``requested`` or the run's own; one clear
+    error when the run cannot feed it."""
+    stage = config.get("stage")
+    if stage not in DEFAULT_SAMPLER:
+        raise CheckpointError(f"{run_dir} is a stage-{stage!r} run; generation needs a stage-2 (align) run "
+                              "or a diffusion run (t2vkit train --stage align ...)")  # fmt: skip
+    own = config.get("denoiser", {}).get("name", DEFAULT_SAMPLER[stage]) if stage == "diffusion" else "direct"
+    name = requested or own
+    factory = registry.get("sampler", name).factory
+    if factory.stage != stage or (stage == "diffusion" and name != own):
+        raise T2VError(f"the {name} sampler cannot draw from {run_dir}, a {stage} run trained for the {own} "
+                       f"sampler; use --sampler {own}")  # fmt: skip
+    return name, factory
 
 
 def _build(kind: str, section: dict[str, Any], where: str, drop: tuple[str, ...] = ()) -> Any:
@@ -42,16 +58,7 @@ class Pipeline:
         """Load a run; ``options`` are the sampler's (``steps``, ``cfg``, ... for diffusion)."""
         run_dir = Path(run_dir)
         config = read_config(run_dir)
-        stage = config.get("stage")
-        if stage not in DEFAULT_SAMPLER:
-            raise CheckpointError(f"{run_dir} is a stage-{stage!r} run; generation needs a stage-2 (align) run "
-                                  "or a diffusion run (t2vkit train --stage align ...)")  # fmt: skip
-        name = sampler or DEFAULT_SAMPLER[stage]
-        factory = registry.get("sampler", name).factory
-        if factory.stage != stage:
-            right = DEFAULT_SAMPLER[stage]
-            raise T2VError(f"the {name} sampler draws from {factory.stage} runs, and {run_dir} is a {stage} run; "
-                           f"use --sampler {right}")  # fmt: skip
+        name, factory = run_sampler(config, sampler, run_dir)
         where = f"{run_dir}/config.json"
         encoder = _build("encoder", config["encoder"], f"{where} encoder", drop=("identity",))
         recorded = config["encoder"].get("identity")

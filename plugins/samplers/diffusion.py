@@ -53,36 +53,18 @@ DC_POOL = 4  # the DC projection head pools h to 4×4 (App. A flattens all of h,
 
 
 @dataclass
-class DenoiserConfig(UNetConfig):
-    """The denoiser (the UNet's fields), the latent it works in, its noise schedule and training losses."""
+class NoiseSchedule:
+    """What every denoiser shares: its noise schedule, the latent scale and the caption dropout."""
 
-    size: int = 16  # H = W of the latent (or clip); channels, frames and size are filled by the training stage
-    # the noise schedule (HARIVO App. D)
     num_train_timesteps: int = 1000
-    beta_start: float = 0.00085
+    beta_start: float = 0.00085  # HARIVO App. D
     beta_end: float = 0.012
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
-    # training
     caption_dropout: float = 0.1  # probability of training on the empty caption (classifier-free guidance)
     latent_scale: float = 1.0  # the stage multiplies stage-1 latents by it (unit std); sampling divides it out
-    lambda_trs: float = 0.0  # temporal regularised self-attention loss, Eq. 3 (HARIVO uses 0.1)
-    lambda_dc: float = 0.0  # decoupled contrastive loss on h, Eq. 4 (HARIVO uses 0.1)
-    dc_tau: float = 0.1  # τ of Eq. 4
-    dc_queue: int = 256  # negatives kept from earlier steps
 
-    @property
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        return (self.channels, self.frames, self.size, self.size)
-
-    def unet_config(self) -> UNetConfig:
-        return UNetConfig(**{f.name: getattr(self, f.name) for f in fields(UNetConfig)})
-
-    def validate(self, section: str = "denoiser") -> None:
-        super().validate(section)
-        if self.size < 1 or self.size % self.spatial_factor:
-            raise ConfigError(f"{section}: a {self.size}×{self.size} latent does not halve {self.levels - 1} times; "
-                              f"size must be a multiple of {self.spatial_factor} (shorten channel_mult)")  # fmt: skip
+    def validate_schedule(self, section: str) -> None:
         if self.num_train_timesteps < 1:
             raise ConfigError(f"{section}.num_train_timesteps must be at least 1, got {self.num_train_timesteps}")
         if not 0.0 < self.beta_start < self.beta_end < 1.0:
@@ -98,6 +80,31 @@ class DenoiserConfig(UNetConfig):
             raise ConfigError(f"{section}.caption_dropout must be in [0, 1], got {self.caption_dropout}")
         if not self.latent_scale > 0:
             raise ConfigError(f"{section}.latent_scale must be > 0, got {self.latent_scale}")
+
+
+@dataclass
+class DenoiserConfig(UNetConfig, NoiseSchedule):
+    """The UNet's fields, the schedule, the latent it works in and HARIVO's training losses."""
+
+    size: int = 16  # H = W of the latent (or clip); channels, frames and size are filled by the training stage
+    lambda_trs: float = 0.0  # temporal regularised self-attention loss, Eq. 3 (HARIVO uses 0.1)
+    lambda_dc: float = 0.0  # decoupled contrastive loss on h, Eq. 4 (HARIVO uses 0.1)
+    dc_tau: float = 0.1  # τ of Eq. 4
+    dc_queue: int = 256  # negatives kept from earlier steps
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        return (self.channels, self.frames, self.size, self.size)
+
+    def unet_config(self) -> UNetConfig:
+        return UNetConfig(**{f.name: getattr(self, f.name) for f in fields(UNetConfig)})
+
+    def validate(self, section: str = "denoiser") -> None:
+        super().validate(section)
+        self.validate_schedule(section)
+        if self.size < 1 or self.size % self.spatial_factor:
+            raise ConfigError(f"{section}: a {self.size}×{self.size} latent does not halve {self.levels - 1} times; "
+                              f"size must be a multiple of {self.spatial_factor} (shorten channel_mult)")  # fmt: skip
         for name in ("lambda_trs", "lambda_dc"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{section}.{name} must be ≥ 0, got {getattr(self, name)}")
@@ -161,41 +168,43 @@ class ProjectionHead(nn.Module):
         return self.layers(h)
 
 
-class DenoiserModel(nn.Module):
-    """The network the ``diffusion`` stage trains and the sampler draws with.
+class Denoiser(nn.Module):
+    """What the ``diffusion`` stage trains and a diffusion sampler draws with, whatever the network.
 
-    Owns the UNet (with HARIVO's mapping network and token generator when enabled), the empty caption's
-    token states (``null_tokens [1, max_text_len, d]`` and ``null_mask``, set by the training stage with
+    ``self.unet`` is the network, a pure function ``(x_t, t, tokens, mask) -> prediction`` (what the
+    export traces); calling the model is calling it. The model also keeps the empty caption's token
+    states (``null_tokens [1, max_text_len, d]`` and ``null_mask``, set by the training stage with
     :meth:`set_null_text`, saved with the weights so generation needs no text-encoder call for them)
-    and, with λ_DC > 0, the DC projection head and its queue of negatives (``dc_queue``; ``dc_ptr``
-    and ``dc_count`` say where the next entry goes and how many are filled). Calling the model is
-    calling the UNet: ``model(x_t, t, tokens, mask) -> prediction``.
+    and builds the schedulers from its config (a :class:`NoiseSchedule` with ``text_dim`` and
+    ``max_text_len``). Subclasses set ``unet`` and say which stage-1 latents they take.
     """
 
-    Config = DenoiserConfig
+    unet: nn.Module
 
-    def __init__(self, config: DenoiserConfig) -> None:
+    def __init__(self, config: Any) -> None:
         super().__init__()
-        config.validate()
         self.config = config
-        self.unet = UNet3D(config.unet_config())
         self.register_buffer("null_tokens", torch.zeros(1, config.max_text_len, config.text_dim))
         self.register_buffer("null_mask", torch.zeros(1, config.max_text_len, dtype=torch.bool))
-        self.dc_head: ProjectionHead | None = None
-        if config.lambda_dc > 0:
-            c = config.bottleneck_channels
-            self.dc_head = ProjectionHead(c)
-            self.register_buffer("dc_queue", torch.zeros(config.dc_queue, c))
-            self.register_buffer("dc_ptr", torch.zeros(1, dtype=torch.long))
-            self.register_buffer("dc_count", torch.zeros(1, dtype=torch.long))
+
+    @classmethod
+    def shape_fields(cls, latent_shape: tuple[int, ...], source: str) -> dict[str, int]:
+        """The config fields the training stage fixes from the stage-1 latent's shape (``source`` names
+        where it comes from); a ConfigError for a latent this network cannot denoise."""
+        raise NotImplementedError
 
     @property
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        """``(C, T, H, W)`` of what the model denoises (the scaled stage-1 latent, or the clip)."""
-        return self.config.latent_shape
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one sample the model denoises (the scaled stage-1 latent, or the clip)."""
+        raise NotImplementedError
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.unet(x_t, t, tokens, mask)
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """The prediction and the network's own weighted training terms (none here)."""
+        return self.unet(x_t, t, tokens, mask), {}
 
     @torch.no_grad()
     def set_null_text(self, tokens: torch.Tensor, mask: torch.Tensor) -> None:
@@ -230,6 +239,56 @@ class DenoiserModel(nn.Module):
 
     def objective(self) -> DiffusionObjective:
         return DiffusionObjective(self)
+
+
+class DenoiserModel(Denoiser):
+    """The space-time UNet (with HARIVO's mapping network and token generator when enabled) over
+    ``[B, C, T, H, W]``: a spatial stage-1 latent or pixels. With λ_DC > 0 it also owns the DC projection
+    head and its queue of negatives (``dc_queue``; ``dc_ptr`` and ``dc_count`` say where the next entry
+    goes and how many are filled)."""
+
+    Config = DenoiserConfig
+
+    def __init__(self, config: DenoiserConfig) -> None:
+        config.validate()
+        super().__init__(config)
+        self.unet = UNet3D(config.unet_config())
+        self.dc_head: ProjectionHead | None = None
+        if config.lambda_dc > 0:
+            c = config.bottleneck_channels
+            self.dc_head = ProjectionHead(c)
+            self.register_buffer("dc_queue", torch.zeros(config.dc_queue, c))
+            self.register_buffer("dc_ptr", torch.zeros(1, dtype=torch.long))
+            self.register_buffer("dc_count", torch.zeros(1, dtype=torch.long))
+
+    @classmethod
+    def shape_fields(cls, latent_shape: tuple[int, ...], source: str) -> dict[str, int]:
+        if len(latent_shape) != 4:
+            raise ConfigError(f"{source} has a vector latent {tuple(latent_shape)}; the diffusion sampler needs a "
+                              "spatial one (train unetldm with --set decoder.latent=spatial) or pixel space (leave "
+                              "out --video); the prior sampler (--sampler prior) denoises latent vectors")  # fmt: skip
+        channels, frames, height, width = latent_shape
+        if height != width:
+            raise ConfigError(f"{source}: the latent is {height}×{width}; the denoiser takes square latents")
+        return {"channels": channels, "frames": frames, "size": height}
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        return self.config.latent_shape
+
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
+        """The prediction, plus λ_TRS·L_TRS (Eq. 3) and λ_DC·L_DC (Eq. 4) when their weights are positive."""
+        c = self.config
+        if c.lambda_trs <= 0 and c.lambda_dc <= 0:
+            return self.unet(x_t, t, tokens, mask), {}
+        prediction, aux = self.unet.forward_with_aux(x_t, t, tokens, mask)
+        terms = {}
+        if c.lambda_trs > 0:
+            terms["trs"] = c.lambda_trs * trs_loss(aux["attn"])
+        if c.lambda_dc > 0:
+            terms["dc"] = c.lambda_dc * self.contrastive_loss(aux["h"])
+        return prediction, terms
 
     def contrastive_loss(self, h: torch.Tensor) -> torch.Tensor:
         """L_DC (Eq. 4) on the bottleneck ``h [B, T, C, h, w]``: two random frames of each video are the
@@ -293,7 +352,8 @@ def decoupled_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, queue: torch.
 
 
 class DiffusionObjective(DenoiserObjective):
-    """Named, weighted terms: ``mse`` (ε or v), ``trs`` (λ_TRS·Eq. 3), ``dc`` (λ_DC·Eq. 4).
+    """Named, weighted terms: ``mse`` (ε or v) and the network's own (:meth:`Denoiser.predict`: the UNet's
+    ``trs``, λ_TRS·Eq. 3, and ``dc``, λ_DC·Eq. 4).
 
     ``batch.latent`` is x_0 already multiplied by ``latent_scale`` (the training stage does it). Each
     step draws t ~ U{0, ..., N−1} and ε ~ N(0, I) and noises with ``DDPMScheduler.add_noise``; the target
@@ -301,7 +361,7 @@ class DiffusionObjective(DenoiserObjective):
     probability ``caption_dropout``.
     """
 
-    def __init__(self, model: DenoiserModel) -> None:
+    def __init__(self, model: Denoiser) -> None:
         from diffusers import DDPMScheduler
 
         c = model.config
@@ -311,7 +371,7 @@ class DiffusionObjective(DenoiserObjective):
 
     def loss(self, model: nn.Module, batch: DenoiserBatch) -> dict[str, torch.Tensor]:
         c = self.config
-        x0 = batch.latent  # [B, C, T, H, W]
+        x0 = batch.latent  # [B, *latent_shape]
         b = x0.shape[0]
         noise = torch.randn_like(x0)
         t = torch.randint(0, c.num_train_timesteps, (b,), device=x0.device)
@@ -323,16 +383,8 @@ class DiffusionObjective(DenoiserObjective):
             drop = torch.rand(b, device=x0.device) < c.caption_dropout
             tokens, mask = drop_captions(tokens, mask, batch.null_tokens, batch.null_mask, drop)
 
-        if c.lambda_trs > 0 or c.lambda_dc > 0:
-            prediction, aux = model.unet.forward_with_aux(x_t, t, tokens, mask)
-        else:
-            prediction, aux = model.unet(x_t, t, tokens, mask), {}
-        terms = {"mse": F.mse_loss(prediction.float(), target.float())}
-        if c.lambda_trs > 0:
-            terms["trs"] = c.lambda_trs * trs_loss(aux["attn"])
-        if c.lambda_dc > 0:
-            terms["dc"] = c.lambda_dc * model.contrastive_loss(aux["h"])
-        return terms
+        prediction, terms = model.predict(x_t, t, tokens, mask)
+        return {"mse": F.mse_loss(prediction.float(), target.float()), **terms}
 
 
 # --------------------------------------------------------------------------- sampling
@@ -442,12 +494,12 @@ class DiffusionSampler(Sampler):
     model_section = "denoiser"
 
     @classmethod
-    def build_model(cls, section: dict[str, Any]) -> DenoiserModel:
+    def build_model(cls, section: dict[str, Any]) -> Denoiser:
         """The denoiser a diffusion run describes in its ``denoiser`` section."""
         values = {k: v for k, v in section.items() if k != "name"}
-        return DenoiserModel(from_dict(DenoiserConfig, values, where="run config denoiser"))
+        return cls.Model(from_dict(cls.Model.Config, values, where="run config denoiser"))
 
-    def __init__(self, config: SamplingConfig, model: DenoiserModel) -> None:
+    def __init__(self, config: SamplingConfig, model: Denoiser) -> None:
         check_sampling(config, model.config.num_train_timesteps)
         self.config, self.model = config, model
 

@@ -1,5 +1,6 @@
-"""Stage "diffusion": train a sampler's denoiser in a stage-1 run's spatial latent, or in pixel
-space without ``--video`` (the identity ``pixel`` decoder; the paper's VDM baseline).
+"""Stage "diffusion": train a sampler's denoiser in a stage-1 run's latent (spatial for the diffusion
+sampler, a vector for the prior), or in pixel space without ``--video`` (the identity ``pixel``
+decoder; the paper's VDM baseline).
 
 As in stage 2, what stays fixed is computed once: the captions' token states (cached on disk),
 the empty caption's (for classifier-free guidance), and every clip's latent. The latents are
@@ -111,10 +112,6 @@ def _decoder(request: Any, data: PreparedDataset, device: torch.device) -> tuple
         return factory(factory.Config(channels, frames, height)), section, {}
     decoder, stage1 = load_decoder(request.video, device)
     check_stage1(stage1, data, request.video)
-    if len(decoder.latent_shape) != 4:
-        raise ConfigError(f"--video {request.video} has a vector latent {tuple(decoder.latent_shape)}; the diffusion "
-                          "sampler needs a spatial one (train unetldm with --set decoder.latent=spatial) or pixel "
-                          "space (leave out --video)")  # fmt: skip
     run = {"path": str(request.video), "decoder_sha256": sha256_file(component_path(request.video, "decoder"))}
     return decoder, stage1["decoder"], run
 
@@ -130,6 +127,8 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
     if getattr(factory, "stage", None) != "diffusion" or not hasattr(factory, "Model"):
         raise ConfigError(f"sampler {name!r} has no network to train with --stage diffusion")
     decoder, decoder_section, video_run = _decoder(request, data, device)
+    source = f"--video {request.video}" if request.video is not None else "pixel space (no --video)"
+    shape_fields = factory.Model.shape_fields(tuple(decoder.latent_shape), source)
 
     encoder, encoder_section = build_encoder(request, tables, sets)
     captions = data.unique_captions()
@@ -142,12 +141,8 @@ def build(request: Any, data: PreparedDataset, tables: dict[str, Any], sets: dic
             latents[torch.from_numpy(indices)] = encode_latents(decoder, data, indices, device)
     scale = 1.0 if decoder_section["name"] == "pixel" else float(1.0 / latents[torch.from_numpy(train_idx)].std())
 
-    channels, frames, height, width = decoder.latent_shape
-    if height != width:
-        raise ConfigError(f"the latent is {height}×{width}; the denoiser takes square latents")
     config = plugin_config(factory.Model, "denoiser", name, tables, sets,
-                           fixed={"channels": channels, "frames": frames, "size": height,
-                                  "text_dim": encoder.dim, "latent_scale": scale})  # fmt: skip
+                           fixed={**shape_fields, "text_dim": encoder.dim, "latent_scale": scale})
     torch.manual_seed(train_cfg.seed)
     model = factory.Model(config)
     model.set_null_text(text.null_tokens, text.null_mask)
