@@ -151,6 +151,18 @@ def test_terms_and_the_pixel_term() -> None:
     assert objective.notes == []
 
 
+def test_the_squared_pixel_loss_and_a_bad_one() -> None:
+    torch.manual_seed(0)
+    model = tiny(lambda_pixel=7.0, pixel_loss="l2")
+    objective = model.objective()
+    video = clips(2)
+    out = objective.forward(model, video)
+    pixel = objective.autoencoder_loss(video, out)["pixel"]
+    assert torch.allclose(pixel, 7.0 * (video - out["recon"]).square().mean())
+    with pytest.raises(ConfigError, match=r"decoder\.pixel_loss must be l1 or l2, got 'l3'"):
+        tiny(pixel_loss="l3").objective()
+
+
 def test_flags_drop_the_discriminators_and_their_terms() -> None:
     torch.manual_seed(0)
     video = clips(2)

@@ -6,7 +6,10 @@ How the paper's equations map to the loss terms (names as the engine logs them):
   ``c`` below plus λ_z times the parts of the divergence that can train the autoencoder. The
   encoder is deterministic (``z = E(x)``), as in WAE; p(z_v) = N(0, σ²I), σ = ``prior_sigma``.
 - Eq. A.2, the cost c(x, y) with y = G(E(x)):
-    ``pixel``      λ_pixel·mean|x − y|                                   (L1, per element)
+    ``pixel``      λ_pixel·mean|x − y|                                   (L1, per element; the paper's)
+                   or λ_pixel·mean (x − y)² with ``pixel_loss = "l2"``: on sparse clips (a digit on
+                   black) L1's optimum is the black clip, which a small autoencoder trained without
+                   D_v can sit on for thousands of steps; L2's gradient grows with the error
     ``feat_v``     λ_f·mean over D_v's scales and layers of mean|f_Dv(x) − f_Dv(y)|
                    (L1 feature matching, Pix2PixHD-style; f_Dv(x) is detached)
     ``perceptual`` λ_p·Σ over {block4_conv3, block5_conv4} of mean (φ(x) − φ(y))²
@@ -65,6 +68,7 @@ class WAELosses:
     """
 
     lambda_pixel: float = 10.0
+    pixel_loss: str = "l1"  # "l1" (the paper) or "l2" (squared error; see the module docstring)
     lambda_feat: float = 10.0  # λ_f, D_v feature matching
     lambda_z: float = 5.0  # weight of the latent divergence, Eq. A.3
     lambda_perceptual: float = 0.0025  # λ_p, VGG19 features
@@ -80,6 +84,8 @@ class WAELosses:
 
 def check_losses(losses: WAELosses) -> None:
     """Refuse weights and sizes no run could use, naming the field."""
+    if losses.pixel_loss not in ("l1", "l2"):
+        raise ConfigError(f"decoder.pixel_loss must be l1 or l2, got {losses.pixel_loss!r}")
     for name in ("lambda_pixel", "lambda_feat", "lambda_z", "lambda_perceptual"):
         if getattr(losses, name) < 0:
             raise ConfigError(f"decoder.{name} must be ≥ 0, got {getattr(losses, name)}")
@@ -172,7 +178,8 @@ class WAEObjective(VideoObjective):
     def autoencoder_loss(self, video: torch.Tensor, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         lw = self.losses
         x, y, z = video, out["recon"], out["z"]
-        terms = {"pixel": lw.lambda_pixel * (y - x).abs().mean()}
+        error = (y - x).abs() if lw.pixel_loss == "l1" else (y - x).square()
+        terms = {"pixel": lw.lambda_pixel * error.mean()}
         if self.disc_v is not None and (lw.lambda_feat > 0 or lw.lambda_z > 0):
             logits, fake_feats = frozen_call(self.disc_v, y)
             if lw.lambda_feat > 0:
