@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the SyncDraw-MM experiments with t2vkit's own commands: prepare the data, train the
 # stage-1 autoencoder, align text with it (the paper's method and baselines), train the diffusion
-# sampler, then evaluate everything into one Markdown table and draw the latent spaces.
+# sampler (pixel space) and the prior (wae3d's latent), then evaluate everything into one Markdown
+# table and draw the latent spaces.
 #
 #   PRESET=quick examples/reproduce_syncdraw.sh     # a 2-core CPU (hours)
 #   PRESET=paper examples/reproduce_syncdraw.sh     # the paper's sizes and schedules (a GPU)
@@ -37,12 +38,15 @@ for aligner in $ALIGNERS; do
   train "$RUNS/$aligner" --stage align --dataset "$DATA" --video "$RUNS/wae3d" --aligner "$aligner"
 done
 train "$RUNS/diffusion-pixel" --stage diffusion --dataset "$DATA"
+# The prior over wae3d's latent vector: a small MLP, so large batches and many epochs.
+train "$RUNS/prior" --stage diffusion --sampler prior --dataset "$DATA" --video "$RUNS/wae3d" \
+  --set train.batch_size=256 --set train.epochs=150 --set train.lr=5e-4 --set train.ema_decay=0.999
 
 mkdir -p "$RUNS/eval"
 EVAL_DEVICE=$DEVICE  # evaluate and latents take cpu or cuda
 [ "$DEVICE" = auto ] && EVAL_DEVICE=$(python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
 runs=("$RUNS/wae3d")
-for run in $ALIGNERS diffusion-pixel; do runs+=("$RUNS/$run"); done
+for run in $ALIGNERS diffusion-pixel prior; do runs+=("$RUNS/$run"); done
 # One table, the paper's Tables 1-2 side by side: the stage-1 row, then the text-to-video rows.
 t2vkit evaluate "${runs[@]}" --dataset "$DATA" --device "$EVAL_DEVICE" --num-per-prompt 8 --latent-run "$RUNS/wae3d" \
   --json "$RUNS/eval/reports.json" --markdown "$RUNS/eval/table.md"

@@ -48,6 +48,7 @@ class EvalOptions:
     weights: WeightPaths = field(default_factory=WeightPaths)
     skip: frozenset[str] = frozenset()  # metric families not to compute (t2vkit.metrics.suite.FAMILIES)
     probe_config: Any = None  # a t2vkit.metrics.probe.ProbeConfig; None: its defaults
+    sampling: dict[str, Any] = field(default_factory=dict)  # diffusion runs' sampler options (steps, cfg, ...)
     progress: Callable[[str, int | None, int], None] | None = None  # (description, total, advance) reports
 
 
@@ -262,7 +263,10 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
     from t2vkit.pipeline import Pipeline
 
     k, device = options.num_per_prompt, options.device
-    pipeline = Pipeline.from_run(run_dir, device=device)
+    sampling = options.sampling if report.stage == "diffusion" else {}
+    pipeline = Pipeline.from_run(run_dir, device=device, options=sampling)
+    if sampling:
+        report.settings["sampling"] = dict(sampling)
     counts = Counter(data.records[i].caption for i in indices)
     members = bucket_members(data, indices)
     bucket_of = {data.records[i].caption: data.records[i].bucket for i in indices}

@@ -141,3 +141,15 @@ def test_the_onnx_export_draws_the_same_videos(prior_run):
     onnx_videos = OnnxPipeline.from_run(prior_run, options={"steps": 4}, threads=1).videos(prompts, n=2, seed=3)
     assert onnx_videos.shape == torch_videos.shape
     assert np.abs(onnx_videos.astype(int) - torch_videos.astype(int)).max() <= 1
+
+
+def test_evaluate_draws_with_the_sampler_options_it_is_given(prior_run, stage1):
+    from t2vkit.evaluate import evaluate
+
+    dataset = stage1.parent / "syncdraw"
+    skip = {"probe", "fvd", "lpips", "dists"}
+    report = evaluate(prior_run, dataset, split="val", num_per_prompt=2, latent_run=stage1, skip=skip,
+                      sampling={"steps": 3, "cfg": 2.0})  # fmt: skip
+    assert report.settings["sampling"] == {"steps": 3, "cfg": 2.0} and report.metrics["diversity"]["mean"] > 0
+    with pytest.raises(ConfigError, match="--cfg"):
+        evaluate(prior_run, dataset, split="val", skip=skip, sampling={"cfg": -1.0})

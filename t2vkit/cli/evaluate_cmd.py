@@ -21,6 +21,9 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="train, val or test."),
     num_per_prompt: int = typer.Option(1, "--num-per-prompt", help="Videos generated per caption."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation."),
+    steps: int | None = typer.Option(None, "--steps", help="Diffusion runs: DDIM steps (default: the sampler's)."),
+    cfg: float | None = typer.Option(None, "--cfg", help="Diffusion runs: classifier-free guidance scale."),
+    mg_alpha: float | None = typer.Option(None, "--mg-alpha", help="Diffusion runs: MG sampling scale (0 off)."),
     latent_run: Path | None = typer.Option(None, "--latent-run", help="Stage-1 run embedding videos for diversity."),
     fvd_videos: int = typer.Option(512, "--fvd-videos", help="Videos per set for FVD/KVD (more than 400)."),
     i3d: Path | None = typer.Option(None, "--i3d", help="I3D Kinetics-400 weights (.safetensors); env T2VKIT_I3D."),
@@ -49,6 +52,7 @@ def evaluate(
       t2vkit evaluate runs/progressive --dataset data/syncdraw --json progressive.json --markdown table.md
       t2vkit evaluate runs/wae3d runs/progressive runs/clip --dataset data/syncdraw --markdown table.md
       t2vkit evaluate runs/diffusion --dataset data/syncdraw --num-per-prompt 8 --latent-run runs/wae3d
+      t2vkit evaluate runs/prior --dataset data/syncdraw --split val --cfg 3 --skip fvd
       t2vkit evaluate runs/wae3d --dataset data/syncdraw --i3d i3d_kinetics400.safetensors --fvd-videos 1024
       t2vkit evaluate runs/progressive --dataset data/syncdraw --skip fvd,probe
     """
@@ -59,8 +63,9 @@ def evaluate(
     from t2vkit.metrics.suite import WeightPaths
 
     weights = WeightPaths(i3d, lpips_backbone, lpips_heads, dists_backbone, dists_weights)
+    sampling = {k: v for k, v in {"steps": steps, "cfg": cfg, "mg_alpha": mg_alpha}.items() if v is not None}
     options = EvalOptions(split=split, num_per_prompt=num_per_prompt, seed=seed, device=device, latent_run=latent_run,
-                          fvd_videos=fvd_videos, weights=weights,
+                          fvd_videos=fvd_videos, weights=weights, sampling=sampling,
                           skip=frozenset(name.strip() for name in skip.split(",") if name.strip()))  # fmt: skip
     with progress_bar() as report_progress:
         reports = evaluate_runs(runs, dataset, options, progress=report_progress)
