@@ -40,7 +40,7 @@ done
 train "$RUNS/diffusion-pixel" --stage diffusion --dataset "$DATA"
 # The prior over wae3d's latent vector: a small MLP, so large batches and many epochs.
 train "$RUNS/prior" --stage diffusion --sampler prior --dataset "$DATA" --video "$RUNS/wae3d" \
-  --set train.batch_size=256 --set train.epochs=150 --set train.lr=5e-4 --set train.ema_decay=0.999
+  --set train.batch_size=256 --set train.epochs=100 --set train.lr=5e-4 --set train.ema_decay=0.999
 
 mkdir -p "$RUNS/eval"
 EVAL_DEVICE=$DEVICE  # evaluate and latents take cpu or cuda

@@ -33,8 +33,8 @@ class PriorConfig(NoiseSchedule):
     latent_dim: int = 64  # d_z, filled by the training stage from the stage-1 run
     text_dim: int = 384  # d of the text token states, filled from the encoder
     max_text_len: int = 77  # the empty caption's stored length
-    hidden: int = 512
-    depth: int = 6  # residual blocks
+    hidden: int = 384
+    depth: int = 4  # residual blocks
     heads: int = 4  # of the cross-attention; must divide hidden
     dropout: float = 0.0
 

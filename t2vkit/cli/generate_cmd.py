@@ -38,7 +38,8 @@ def output_paths(out: Path | None, prompts: list[str], num: int) -> list[Path]:
 
 def generate(
     prompt: str | None = typer.Argument(None, help="What the video shows, e.g. \"digit 3 is moving up and down\"."),
-    model: Path | None = typer.Option(None, "--model", help="A trained stage-2 (align) or diffusion run directory."),
+    model: Path | None = typer.Option(None, "--model", help="A trained stage-2 (align) or diffusion run directory "
+                                      "(default: the model shipped with t2vkit; --backend torch only)."),
     prompts: Path | None = typer.Option(None, "--prompts", help="A text file with one prompt per line."),
     num: int = typer.Option(1, "--num", help="Videos per prompt."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed; the same seed gives the same videos."),
@@ -56,9 +57,11 @@ def generate(
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="trt: replay the UNet step as a CUDA graph."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
-    """Generate videos from text with a trained model; prints the paths it wrote.
+    """Generate videos from text with a trained model (without --model, the one shipped with t2vkit); prints the
+    paths it wrote.
 
     [dim]Examples:[/]
+      t2vkit generate "digit 3 is moving up and down"
       t2vkit generate "digit 3 is moving up and down" --model runs/progressive
       t2vkit generate "person 2 is walking left to right" --model runs/kth --out walk.mp4 --gif --scale 4
       t2vkit generate --prompts prompts.txt --model runs/progressive --out videos/clip.mp4 --sheet
@@ -74,10 +77,15 @@ def generate(
         raise T2VError("--cuda-graph is an option of --backend trt")
     if (prompt is None) == (prompts is None):
         raise T2VError("give either a PROMPT or --prompts FILE (one of them)")
+    if model is None and backend != "torch":
+        export = "t2vkit export RUN_DIR" + (" --trt" if backend == "trt" else "")
+        raise T2VError(f"--backend {backend} needs --model: the default model ships PyTorch weights only (its ONNX "
+                       "export would be ~100 MB, 90 MB of it the MiniLM text encoder, over the package's 25 MB "
+                       f"budget); run `{export}` on a trained run and pass --model RUN_DIR, or use --backend torch")
     if model is None:
-        raise T2VError("no --model given, and this t2vkit ships no default model yet; train one with "
-                       "`t2vkit train --stage video ...`, then `t2vkit train --stage align ...`, "
-                       "and pass --model RUN_DIR")
+        from t2vkit import default_model
+
+        model = default_model.require()
     if scale < 1 or fps < 1:
         raise T2VError("--scale and --fps must be at least 1")
     texts = [prompt] if prompt is not None else _read_prompts(prompts)
