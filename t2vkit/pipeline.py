@@ -32,7 +32,9 @@ def run_sampler(config: dict[str, Any], requested: str | None, run_dir: Path) ->
     if stage not in DEFAULT_SAMPLER:
         raise CheckpointError(f"{run_dir} is a stage-{stage!r} run; generation needs a stage-2 (align) run "
                               "or a diffusion run (t2vkit train --stage align ...)")  # fmt: skip
-    own = config.get("denoiser", {}).get("name", DEFAULT_SAMPLER[stage]) if stage == "diffusion" else "direct"
+    own = DEFAULT_SAMPLER[stage]
+    if stage == "diffusion":  # drawn with the sampler whose network it trained
+        own = config.get("denoiser", {}).get("name", own)
     name = requested or own
     factory = registry.get("sampler", name).factory
     if factory.stage != stage or (stage == "diffusion" and name != own):

@@ -24,7 +24,7 @@ from torch import nn
 
 from t2vkit.errors import ConfigError
 
-from .diffusion import Denoiser, DiffusionSampler, NoiseSchedule, SamplingConfig, check_sampling
+from .diffusion import Denoiser, DiffusionSampler, NoiseSchedule, SamplingConfig
 from .unet3d import attention, sinusoidal_embedding, zero_init
 
 
@@ -123,13 +123,6 @@ class PriorSamplingConfig(SamplingConfig):
     mg_alpha: float = 0.0  # MG sampling acts on frames; a latent vector has none
 
 
-def check_prior_sampling(config: SamplingConfig, num_train_timesteps: int) -> None:
-    check_sampling(config, num_train_timesteps)
-    if config.mg_alpha != 0:
-        raise ConfigError("--mg-alpha: MG sampling smooths a video's frames, and the prior draws a latent "
-                          "vector with no frames; leave it out")  # fmt: skip
-
-
 class PriorSampler(DiffusionSampler):
     """DDIM + classifier-free guidance over the stage-1 latent vector with a :class:`PriorModel`."""
 
@@ -137,5 +130,7 @@ class PriorSampler(DiffusionSampler):
     Model = PriorModel
 
     def __init__(self, config: SamplingConfig, model: PriorModel) -> None:
-        check_prior_sampling(config, model.config.num_train_timesteps)
-        self.config, self.model = config, model
+        super().__init__(config, model)  # the diffusion sampler's checks of steps, cfg and eta
+        if config.mg_alpha != 0:
+            raise ConfigError("--mg-alpha: MG sampling smooths a video's frames, and the prior draws a latent "
+                              "vector with no frames; leave it out")  # fmt: skip
