@@ -28,6 +28,11 @@ def test_items_are_float_videos_in_the_documented_range(prepared):
     assert isinstance(item["caption"], str) and isinstance(item["bucket"], int)
 
 
+def test_without_video_an_item_is_its_caption_bucket_and_index(prepared):
+    full, light = ClipDataset(prepared, split="val"), ClipDataset(prepared, split="val", with_video=False)
+    assert light[2] == {k: v for k, v in full[2].items() if k != "video"} and "video" not in light[2]
+
+
 def test_text_embeddings_are_looked_up_by_caption(prepared):
     captions = PreparedDataset(prepared).unique_captions()
     table = {c: torch.full((3,), float(i)) for i, c in enumerate(captions)}

@@ -180,6 +180,14 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(squares, tmp_pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights and Adam moments
 
 
+def test_the_last_checkpoint_records_the_best_validation_including_its_own_step(squares, tmp_path):
+    summary, _ = run(squares, tmp_path / "r", "train.eval_every=2", "train.save_every=2")
+    state = json.loads((tmp_path / "r/checkpoints/last/state.json").read_text())
+    assert state["best"] == summary.best and summary.best["step"] in (2, 4, 6)
+    again, _ = run(squares, tmp_path / "r", "train.eval_every=2", "train.save_every=2", resume=True)
+    assert again.step == 6 and again.best == summary.best  # a finished run's resume reports the same best
+
+
 def test_ctrl_c_saves_and_the_run_resumes_to_the_same_weights(squares, tmp_path):
     with pytest.raises(TrainingInterrupted, match=r"interrupted at step 5;.*--resume"):
         run(squares, tmp_path / "cut", "decoder.fail_at_call=5", "decoder.fail_with=interrupt")

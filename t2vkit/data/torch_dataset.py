@@ -32,7 +32,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     ``video`` float ``[C, T, H, W]`` (in [-1, 1] by default, the range the video models use),
     ``caption`` str, ``bucket`` int, ``index`` int, and ``text`` (the caption's embedding) when a
-    caption → tensor mapping is given.
+    caption → tensor mapping is given. ``with_video=False`` leaves ``video`` out, for a stage that
+    looks its clips' latents up by ``index`` (reading a clip costs more than the step that uses it).
     """
 
     def __init__(
@@ -41,12 +42,14 @@ class ClipDataset(torch.utils.data.Dataset):
         split: str | None = None,
         value_range: Literal["signed", "unit"] = "signed",
         text: Mapping[str, torch.Tensor] | None = None,
+        with_video: bool = True,
     ) -> None:
         self.data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.split = split
         self.indices = self.data.indices(split)
         self.value_range = value_range
         self.text = text
+        self.with_video = with_video
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -54,12 +57,9 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         index = int(self.indices[i])
         record = self.data.records[index]
-        item: dict[str, Any] = {
-            "video": clip_to_tensor(self.data.clips[index], self.value_range),
-            "caption": record.caption,
-            "bucket": record.bucket,
-            "index": index,
-        }
+        item: dict[str, Any] = {"caption": record.caption, "bucket": record.bucket, "index": index}
+        if self.with_video:
+            item["video"] = clip_to_tensor(self.data.clips[index], self.value_range)
         if self.text is not None:
             item["text"] = self.text[record.caption]
         return item

@@ -50,7 +50,7 @@ class DiffusionTask(Task):
         return {"denoiser": self.ema}  # generation samples with the EMA weights
 
     def _batch(self, batch: dict[str, Any]) -> DenoiserBatch:
-        device = batch["video"].device
+        device = batch["index"].device
         tokens, mask = self.text.lookup(batch["caption"], device)
         return DenoiserBatch(
             latent=self.latents[batch["index"].cpu()].to(device) * self.scale, tokens=tokens, mask=mask,
@@ -86,7 +86,7 @@ class DiffusionTask(Task):
     def samples(self, batch: dict[str, Any]) -> tuple[list[np.ndarray], int]:
         """Up to four validation captions: a sampled video beside a real clip of the caption."""
         captions = list(dict.fromkeys(batch["caption"]))[:4]
-        device = batch["video"].device
+        device = batch["index"].device
         tokens, mask = self.text.lookup(captions, device)
         text = TextEmbedding(pooled=tokens.mean(1), tokens=tokens, mask=mask)
         sampler = self.sampler_factory(self.sampler_factory.Config(), self.ema)
@@ -94,7 +94,8 @@ class DiffusionTask(Task):
         videos = tensor_to_clip(self.decoder.to(device).decode(latents.to(device)).clamp(-1, 1))
         rows = []
         for caption, video in zip(captions, videos, strict=True):
-            rows += [video, tensor_to_clip(batch["video"][list(batch["caption"]).index(caption)])]
+            real = int(batch["index"][list(batch["caption"]).index(caption)])
+            rows += [video, np.asarray(self.data.clips[real])]
         return rows, 2
 
 
@@ -168,6 +169,7 @@ def after_config(request: Any, out: Path) -> None:
 
 
 def datasets(data: PreparedDataset) -> tuple[ClipDataset, ClipDataset | None]:
-    val = ClipDataset(data, "val")
-    return ClipDataset(data, "train"), (val if len(val) else None)
+    """Captions and indices only: every clip's latent is already in the task's table."""
+    val = ClipDataset(data, "val", with_video=False)
+    return ClipDataset(data, "train", with_video=False), (val if len(val) else None)
 

@@ -248,7 +248,7 @@ class Trainer:
                         logged = self.task.train_step(batch, self.update)
                     self.task.after_update()
                     step += 1
-                    clips += len(batch["video"]) * self.ctx.world
+                    clips += len(batch["index"]) * self.ctx.world
                     self._log(step, logged, clips / max(time.perf_counter() - began, 1e-9), bar)
                     if self._any_rank(ctrl_c.requested):
                         self.save("last", step)
@@ -256,15 +256,16 @@ class Trainer:
                             f"interrupted at step {step}; saved {self.run / 'checkpoints' / 'last'} "
                             "(run the same command with --resume to continue)"
                         )
-                    if step % self.cfg.save_every == 0 and step < self.total:
-                        self.save("last", step)
+                    # validate before saving "last", so that its record of the best step is current
                     if step % self.cfg.eval_every == 0 and step < self.total:
                         self.evaluate(step)
+                    if step % self.cfg.save_every == 0 and step < self.total:
+                        self.save("last", step)
                     if step >= self.total:
                         break
         if step > start_step or not (self.run / "checkpoints" / "last").exists():
-            self.save("last", step)
             self.evaluate(step)
+            self.save("last", step)
         if self.best is None:  # no validation split: export the final weights
             self.export()
         seconds = time.perf_counter() - began
