@@ -6,7 +6,7 @@ only ``RUN_DIR/onnx`` (verified against its manifest) and the run's checkpoints'
 
 The direct sampler (stage align) runs on numpy, onnxruntime and tokenizers alone: this module and what
 it imports at the top never import torch. The diffusion sampler keeps its loop in torch (DDIM from
-diffusers, classifier-free guidance, MG sampling: :func:`t2vkit.plugins.samplers.diffusion.ddim_sample`,
+diffusers, classifier-free guidance, MG sampling: :func:`t2vkit.plugins.samplers.diffusion.draw_latents`,
 the very code the torch backend runs) and runs each UNet step in ONNX Runtime; torch is imported
 only when such a run is loaded.
 """
@@ -222,7 +222,7 @@ class OnnxPipeline:
 
 
 class DiffusionLoop:
-    """The diffusion sampler around an exported UNet step: DiffusionSampler.sample's loop (DDIM from diffusers,
+    """The diffusion sampler around an exported UNet step: DiffusionSampler.sample's draw_latents (DDIM from diffusers,
     classifier-free guidance, MG sampling), fed the exported empty caption and schedule. ``step`` is a
     ``UNetFn`` on torch tensors of ``device`` (ONNX Runtime's or a TensorRT engine's). Imports torch and
     diffusers (only diffusion runs get here)."""
@@ -250,30 +250,14 @@ class DiffusionLoop:
     def sample(self, tokens: Any, mask: Any, n: int, seed: int | None) -> Any:
         """Stage-1 latents ``[B·n, C, T, H, W]`` (a tensor on ``device``) as ``DiffusionSampler.sample`` draws
         them for this seed, from token states ``[B, L, d]`` and mask ``[B, L]`` (tensors on ``device``)."""
-        import torch
+        from t2vkit.plugins.samplers.diffusion import draw_latents
 
-        from t2vkit.plugins.samplers.diffusion import ddim_sample, guided_epsilon
-
-        model, c = self.model, self.sampling
-        config = model.config
+        config = self.model.config
         if getattr(config, "frame_tokens", False) and tokens.shape[1] > config.max_text_len:
             raise T2VError(f"the frame-wise token generator takes up to {config.max_text_len} tokens "
                            f"(denoiser.max_text_len), got {tokens.shape[1]}")  # fmt: skip
-        tokens = tokens.repeat_interleave(n, dim=0)
-        mask = mask.bool().repeat_interleave(n, dim=0)
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        x = torch.randn((tokens.shape[0], *model.latent_shape), generator=generator)  # x_T on the CPU, as in torch
-        scheduler = model.ddim_scheduler()
-        scheduler.set_timesteps(c.steps)
-        denoise = guided_epsilon(self.step, tokens, mask, self.null_tokens, self.null_mask, c.cfg,
-                                 config.prediction_type, scheduler.alphas_cumprod)  # fmt: skip
-        with torch.no_grad():
-            x0 = ddim_sample(denoise, scheduler, x.to(self.device), c.mg_alpha, c.eta, generator)
-        return x0 / config.latent_scale
+        return draw_latents(self.model, self.step, self.sampling, tokens, mask, self.null_tokens, self.null_mask,
+                            n, seed)  # fmt: skip
 
 
 class OnnxUnetStep:

@@ -485,6 +485,29 @@ def check_sampling(config: SamplingConfig, num_train_timesteps: int) -> None:
         raise ConfigError(f"sampler eta (DDIM's η) must be in [0, 1], got {config.eta}")
 
 
+def draw_latents(model: Denoiser, unet: UNetFn, config: SamplingConfig, tokens: torch.Tensor,
+                 mask: torch.Tensor, null_tokens: torch.Tensor, null_mask: torch.Tensor, n: int,
+                 seed: int | None) -> torch.Tensor:  # fmt: skip
+    """``[B·n, *latent_shape]`` stage-1 latents for token states ``[B, L, d]`` and mask ``[B, L]``, text 0's ``n``
+    first: DDIM with classifier-free guidance and MG sampling from seeded noise. ``model`` gives the schedule,
+    the shape and the latent scale; ``unet`` is its network or an exported engine's step (every backend runs
+    this one loop). x_T is drawn on the CPU, so a seed gives the same noise on any device."""
+    tokens = tokens.repeat_interleave(n, dim=0)  # [B·n, L, d]
+    mask = mask.bool().repeat_interleave(n, dim=0)
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    x = torch.randn((tokens.shape[0], *model.latent_shape), generator=generator).to(tokens.device, tokens.dtype)
+    scheduler = model.ddim_scheduler()
+    scheduler.set_timesteps(config.steps)
+    denoise = guided_epsilon(unet, tokens, mask, null_tokens, null_mask, config.cfg,
+                             model.config.prediction_type, scheduler.alphas_cumprod)  # fmt: skip
+    x0 = ddim_sample(denoise, scheduler, x, config.mg_alpha, config.eta, generator)
+    return x0 / model.config.latent_scale
+
+
 class DiffusionSampler(Sampler):
     """DDIM + classifier-free guidance + MG sampling with a :class:`DenoiserModel`."""
 
@@ -507,22 +530,7 @@ class DiffusionSampler(Sampler):
     def sample(self, text: TextEmbedding, n: int = 1, seed: int | None = None) -> torch.Tensor:
         """``[B·n, C, T, H, W]`` stage-1 latents (the model's samples divided by ``latent_scale``), text 0's
         ``n`` first. The same seed gives the same latents; ``None`` draws a random one."""
-        model, c = self.model, self.config
-        param = next(model.parameters())
-        tokens = text.tokens.to(param.device, param.dtype).repeat_interleave(n, dim=0)  # [B·n, L, d]
-        mask = text.mask.to(param.device).bool().repeat_interleave(n, dim=0)
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        x = torch.randn((tokens.shape[0], *model.latent_shape), generator=generator)  # x_T, on the CPU
-        x = x.to(param.device, param.dtype)
-
-        scheduler = model.ddim_scheduler()
-        scheduler.set_timesteps(c.steps)
-        null_tokens, null_mask = model.null_text()
-        denoise = guided_epsilon(model.unet, tokens, mask, null_tokens, null_mask, c.cfg,
-                                 model.config.prediction_type, scheduler.alphas_cumprod)  # fmt: skip
-        x0 = ddim_sample(denoise, scheduler, x, c.mg_alpha, c.eta, generator)
-        return x0 / model.config.latent_scale
+        param = next(self.model.parameters())
+        tokens, mask = text.tokens.to(param.device, param.dtype), text.mask.to(param.device)
+        null_tokens, null_mask = self.model.null_text()
+        return draw_latents(self.model, self.model.unet, self.config, tokens, mask, null_tokens, null_mask, n, seed)
