@@ -4,7 +4,8 @@
 
 copies what generation needs into ``t2vkit/default_model/`` of this checkout (or ``--dest DIR``):
 ``config.json``, with this machine's paths (``dataset.path``, ``video_run.path``, ``encoder.path``,
-``decoder.vgg19``) made portable and every fingerprint and sha256 kept, and the component files
+``decoder.vgg19``) made portable, every fingerprint and sha256 kept and, with ``--cfg``, the guidance
+scale generation uses unless told otherwise (``sampling.cfg``), and the component files
 ``Pipeline.from_run`` loads: ``decoder.safetensors`` and the sampler's model (``aligner.safetensors`` for
 an align run, ``denoiser.safetensors`` for a diffusion run). Checkpoints, samples and metrics stay behind.
 
@@ -71,9 +72,13 @@ def package(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a trained stage-2 (align) or diffusion run directory")
     parser.add_argument("--dest", type=Path, default=DEST, help=f"where the model goes (default: {DEST})")
+    parser.add_argument("--cfg", type=float, default=None,
+                        help="diffusion runs: the guidance scale generate uses by default (recorded as sampling.cfg)")
     args = parser.parse_args(argv)
 
     config = read_config(args.run_dir)
+    if args.cfg is not None:
+        config["sampling"] = {**config.get("sampling", {}), "cfg": args.cfg}
     names = components(config, args.run_dir)
     files = [component_path(args.run_dir, name) for name in names]
     missing = [str(path) for path in files if not path.is_file()]

@@ -344,7 +344,7 @@ def export_run(run_dir: str | Path, opset: int = MIN_OPSET, batch_profile: tuple
     from t2vkit.pipeline import Pipeline, run_sampler
 
     pipeline = Pipeline.from_run(run_dir)
-    sampler, factory = run_sampler(config, None, run_dir)
+    sampler, _ = run_sampler(config, None, run_dir)
     parts = components(pipeline, run_dir)
     encoder = pipeline.encoder
     stage = config["stage"]
@@ -387,7 +387,7 @@ def export_run(run_dir: str | Path, opset: int = MIN_OPSET, batch_profile: tuple
         if stage == "diffusion":
             model = pipeline.sampler.model
             manifest["assets"]["null_text"] = _write_null_text(model, stage_dir, parts[1].source)
-            manifest["diffusion"] = {"denoiser": to_dict(model.config), "sampling": asdict(factory.Config())}
+            manifest["diffusion"] = {"denoiser": to_dict(model.config), "sampling": asdict(pipeline.sampler.config)}
         write_manifest(stage_dir, manifest)
     return ExportResult(folder, kept=False, errors=errors)
 

@@ -25,6 +25,12 @@ from t2vkit.prompts import check_prompts
 DEFAULT_SAMPLER = {"align": "direct", "diffusion": "diffusion"}
 
 
+def run_sampling(config: dict[str, Any], factory: Any, name: str, options: dict[str, Any] | None = None) -> Any:
+    """The sampler's Config: ``options`` over the run's recorded ``sampling`` defaults over the sampler's."""
+    recorded = config.get("sampling") or {}
+    return from_dict(factory.Config, {**recorded, **(options or {})}, where=f"sampler {name}")
+
+
 def run_sampler(config: dict[str, Any], requested: str | None, run_dir: Path) -> tuple[str, Any]:
     """The sampler (name, factory) to draw from a run with: ``requested`` or the run's own; one clear
     error when the run cannot feed it."""
@@ -57,7 +63,9 @@ class Pipeline:
     @classmethod
     def from_run(cls, run_dir: str | Path, sampler: str | None = None, device: str = "cpu",
                  options: dict[str, Any] | None = None) -> Pipeline:  # fmt: skip
-        """Load a run; ``options`` are the sampler's (``steps``, ``cfg``, ... for diffusion)."""
+        """Load a run; ``options`` are the sampler's (``steps``, ``cfg``, ... for diffusion), over the defaults
+        the run records in its ``sampling`` section (e.g. the guidance scale its evaluation chose), over the
+        sampler's own."""
         run_dir = Path(run_dir)
         config = read_config(run_dir)
         name, factory = run_sampler(config, sampler, run_dir)
@@ -79,7 +87,7 @@ class Pipeline:
         for module in (decoder, model, encoder):
             if isinstance(module, torch.nn.Module):
                 module.to(dev).eval()
-        sampler_config = from_dict(factory.Config, options or {}, where=f"sampler {name}")
+        sampler_config = run_sampling(config, factory, name, options)
         return cls(encoder, factory(sampler_config, model), decoder, config, dev)
 
     @torch.no_grad()

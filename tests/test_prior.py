@@ -59,6 +59,21 @@ def test_generate_draws_different_seeded_videos_per_prompt(prior_run):
     assert latents.shape == (3, 64) and torch.cdist(latents, latents).triu(1).sum() > 0  # three different draws
 
 
+def test_a_run_records_its_own_sampling_defaults_and_options_override_them(prior_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(prior_run, copy, ignore=shutil.ignore_patterns("checkpoints", "samples"))
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "sampling": {"cfg": 1.0, "steps": 3}}))
+    prompt = ["digit 3 is moving up and down"]
+    recorded = Pipeline.from_run(copy)
+    assert (recorded.sampler.config.cfg, recorded.sampler.config.steps) == (1.0, 3)
+    given = Pipeline.from_run(prior_run, options={"cfg": 1.0, "steps": 3})
+    assert np.array_equal(recorded.videos(prompt, seed=4), given.videos(prompt, seed=4))
+    assert Pipeline.from_run(copy, options={"cfg": 2.0}).sampler.config.cfg == 2.0
+
+
 def test_sampling_matches_a_loop_written_against_diffusers():
     model = tiny_model()
     tokens, mask = torch.randn(2, 3, 8), torch.tensor([[True, True, False], [True, True, True]])
