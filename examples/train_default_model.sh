@@ -3,7 +3,7 @@
 # docs/default-model.md), with t2vkit's own commands and the recipe in examples/default_model.toml:
 # a wae3d stage-1 autoencoder, then the prior sampler over its latent vector, both with the minilm encoder.
 #
-#   examples/train_default_model.sh            # about 1 hour on a 2-core CPU
+#   examples/train_default_model.sh            # about 1.5 hours on a 2-core CPU (stage 1: about 1 hour)
 #
 # Variables: MNIST (IDX folder), DATA, RUNS, DEVICE, STEPS (stage-1 steps). Runs resume where they stopped.
 set -euo pipefail
@@ -12,7 +12,7 @@ MNIST=${MNIST:-../shared/data/mnist}
 DATA=${DATA:-data/syncdraw}
 RUNS=${RUNS:-runs/default}
 DEVICE=${DEVICE:-auto}
-STEPS=${STEPS:-5600}
+STEPS=${STEPS:-6000}
 RECIPE=$(dirname "$0")/default_model.toml
 
 train() {  # train OUT ARGS...: start the run, or continue it if OUT already holds one
