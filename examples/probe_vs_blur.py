@@ -15,24 +15,23 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
 from t2vkit.data.store import PreparedDataset
+from t2vkit.data.torch_dataset import clip_to_tensor
 from t2vkit.errors import T2VError
-from t2vkit.metrics.probe import ALL, accuracy, load_or_train_probe
+from t2vkit.metrics.probe import ALL, load_or_train_probe
 from t2vkit.metrics.quality import psnr, ssim
 
 SIGMAS = (0.0, 0.5, 0.7, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
-def blurred(clips: np.ndarray, sigma: float) -> torch.Tensor:
-    """uint8 clips [B, T, H, W, C] → float [B, C, T, H, W] in [-1, 1], blurred in H and W only."""
-    video = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
-    if sigma > 0:
-        video = torch.from_numpy(gaussian_filter(video.numpy(), sigma=(0, 0, 0, sigma, sigma), mode="nearest"))
-    return video
+def blurred(video: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Videos ``[B, C, T, H, W]`` blurred in H and W only (σ = 0: the videos themselves)."""
+    if sigma == 0:
+        return video
+    return torch.from_numpy(gaussian_filter(video.numpy(), sigma=(0, 0, 0, sigma, sigma), mode="nearest"))
 
 
 def main(argv: list[str]) -> None:
@@ -50,20 +49,15 @@ def main(argv: list[str]) -> None:
     except T2VError as exc:
         raise SystemExit(f"error: {exc}") from None
 
-    clips = np.ascontiguousarray(data.clips[indices])
+    real = torch.stack([clip_to_tensor(data.clips[i]) for i in indices])  # [B, C, T, H, W] in [-1, 1]
     buckets = [data.records[i].bucket for i in indices]
-    real = blurred(clips, 0.0)
     tasks = list(probe.tasks)
     print(f"{len(indices)} {args.split} clips of {args.dataset}")
     print("| σ (px) | PSNR | SSIM | " + " | ".join(f"probe {t}" for t in [ALL, *tasks]) + " |")
     print("| --- " * (3 + 1 + len(tasks)) + "|")
     for sigma in SIGMAS:
-        video = blurred(clips, sigma)
-        right: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(video), 64):
-            for task, hits in probe.correct(video[start : start + 64], buckets[start : start + 64]).items():
-                right.setdefault(task, []).append(hits)
-        shares = accuracy({task: torch.cat(hits) for task, hits in right.items()})
+        video = blurred(real, sigma)
+        shares = probe.accuracy(video, buckets)  # the probe batches the videos itself
         quality = "inf" if sigma == 0 else f"{psnr(video, real).mean():.2f}"
         print(f"| {sigma:g} | {quality} | {ssim(video, real).mean():.3f} | "
               + " | ".join(f"{shares[t]:.1%}" for t in [ALL, *tasks]) + " |")  # fmt: skip

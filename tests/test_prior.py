@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,6 @@ def test_generate_draws_different_seeded_videos_per_prompt(prior_run):
 
 
 def test_a_run_records_its_own_sampling_defaults_and_options_override_them(prior_run, tmp_path):
-    import shutil
-
     copy = tmp_path / "run"
     shutil.copytree(prior_run, copy, ignore=shutil.ignore_patterns("checkpoints", "samples"))
     config = json.loads((copy / "config.json").read_text())
