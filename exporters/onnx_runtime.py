@@ -232,14 +232,15 @@ class DiffusionLoop:
 
         from t2vkit import registry
         from t2vkit.config import from_dict
+        from t2vkit.pipeline import run_sampling
 
         factory = registry.get("sampler", manifest.sampler).factory
         recorded = manifest.data["diffusion"]
         config = from_dict(factory.Model.Config, recorded["denoiser"], where=f"{manifest.folder} denoiser")
         with torch.device("meta"):  # weightless: it lends its schedule recipe, so both backends share it
             self.model = factory.Model(config)
-        self.sampling = from_dict(factory.Config, {**recorded["sampling"], **options},
-                                  where=f"sampler {manifest.sampler}")  # fmt: skip
+        # the export recorded the run's effective sampling defaults; options go over them, as in Pipeline.from_run
+        self.sampling = run_sampling(recorded, factory, manifest.sampler, dict(options))
         factory(self.sampling, self.model)  # the sampler's own checks of its options
         self.device = torch.device(device)
         with np.load(manifest.path("null_text")) as null:
