@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +265,8 @@ def _text_to_video(run_dir: Path, data: PreparedDataset, indices: np.ndarray, op
     k, device = options.num_per_prompt, options.device
     sampling = options.sampling if report.stage == "diffusion" else {}
     pipeline = Pipeline.from_run(run_dir, device=device, options=sampling)
-    if sampling:
-        report.settings["sampling"] = dict(sampling)
+    if report.stage == "diffusion":  # what was drawn with: options over the run's recorded defaults
+        report.settings["sampling"] = asdict(pipeline.sampler.config)
     counts = Counter(data.records[i].caption for i in indices)
     members = bucket_members(data, indices)
     bucket_of = {data.records[i].caption: data.records[i].bucket for i in indices}

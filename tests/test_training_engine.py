@@ -4,6 +4,7 @@ plugin and a throwaway data set, so that these tests exercise the engine alone a
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from t2vkit.checkpoint import load_tensors
 from t2vkit.data.prepare import prepare
 from t2vkit.errors import CheckpointError, ConfigError, DataError, T2VError
 from t2vkit.interfaces import ClipSink, DatasetBuilder, VideoAutoencoder, VideoObjective
-from t2vkit.training.config import Sources, check_resumable
+from t2vkit.training.config import Sources, TrainConfig, check_resumable
 from t2vkit.training.engine import NonFiniteLoss, TrainingInterrupted
 from t2vkit.training.run import TrainRequest, train
 
@@ -172,10 +173,12 @@ def test_a_run_writes_config_weights_checkpoints_metrics_and_samples(squares, tm
     assert not [p for p in root.rglob("*") if ".tmp" in p.name]  # nothing half-written left
 
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(squares, tmp_path):
-    run(squares, tmp_path / "straight", steps=6)
-    run(squares, tmp_path / "halves", steps=3)
-    run(squares, tmp_path / "halves", steps=6, resume=True)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(squares, tmp_path, schedule):
+    sets = (f"train.lr_schedule={schedule!r}", "train.warmup_steps=2")
+    run(squares, tmp_path / "straight", *sets, steps=6)
+    run(squares, tmp_path / "halves", *sets, steps=3)
+    run(squares, tmp_path / "halves", *sets, steps=6, resume=True)
     a, b = weights(tmp_path / "straight/checkpoints/last"), weights(tmp_path / "halves/checkpoints/last")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights and Adam moments
 
@@ -186,6 +189,19 @@ def test_the_last_checkpoint_records_the_best_validation_including_its_own_step(
     assert state["best"] == summary.best and summary.best["step"] in (2, 4, 6)
     again, _ = run(squares, tmp_path / "r", "train.eval_every=2", "train.save_every=2", resume=True)
     assert again.step == 6 and again.best == summary.best  # a finished run's resume reports the same best
+
+
+def test_the_learning_rate_warms_up_then_follows_its_schedule(squares, tmp_path):
+    run(squares, tmp_path / "r", "train.lr_schedule='cosine'", "train.warmup_steps=2", "train.min_lr=0.001")
+    records = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in records if "train" in r]
+    expected = [0.005, 0.01] + [0.001 + 0.0045 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert lrs == pytest.approx(expected)  # peak after warm-up, then down toward min_lr at step 6
+    config = TrainConfig(lr=1.0, lr_schedule="cosine", min_lr=0.1)
+    assert config.learning_rate(10, 10) == pytest.approx(0.1) and config.learning_rate(5, 10) == pytest.approx(0.55)
+    assert TrainConfig(lr=0.3).learning_rate(7, 10) == 0.3
+    with pytest.raises(ConfigError, match=r"min_lr <= lr"):
+        run(squares, tmp_path / "bad", "train.min_lr=0.1")
 
 
 def test_ctrl_c_saves_and_the_run_resumes_to_the_same_weights(squares, tmp_path):

@@ -7,6 +7,7 @@ compares it with the stored one, ignoring the keys that only steer the run (not 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,10 @@ class TrainConfig:
     epochs: int = 100
     max_steps: int | None = None  # stop after this many steps in all (overrides epochs)
     batch_size: int = 64  # per process
-    lr: float = 1e-4
+    lr: float = 1e-4  # peak learning rate
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to min_lr at the last step
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first steps
+    min_lr: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # Adam
     weight_decay: float = 0.0
     grad_clip: float = 5.0  # global gradient-norm clip, per optimizer
@@ -44,6 +48,21 @@ class TrainConfig:
     channels_last: bool = False  # channels-last (3D) memory format for the trained networks
     noise_variants: int = 16  # stage 2: noise-word variants embedded per caption (text augmentation)
     ema_decay: float = 0.999  # stage diffusion: the exported denoiser is this EMA of the trained one
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr and self.warmup_steps >= 0):
+            got = f"lr={self.lr}, min_lr={self.min_lr}, warmup_steps={self.warmup_steps}"
+            raise ConfigError(f"train needs lr > 0, 0 <= min_lr <= lr and warmup_steps >= 0 (got {got})")
+
+    def learning_rate(self, step: int, total: int) -> float:
+        """The learning rate of 0-based step ``step`` of ``total``: a pure function of the step, so a
+        resumed run follows the same curve (``--max-steps`` moves the end of a cosine decay)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 # Keys that change how a run is carried out, not what it computes: --resume may differ in these.

@@ -92,6 +92,7 @@ class Update:
                  grad_clip: float, world: int) -> None:  # fmt: skip
         self.optimizers, self.params, self.grad_clip, self.world = optimizers, params, grad_clip, world
         self.step = 0
+        self.lr: float | None = None  # set by the trainer each step; None keeps the optimizer's own
 
     def __call__(self, name: str, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         if not terms:
@@ -107,6 +108,9 @@ class Update:
         distributed.average_gradients(self.params[name], self.world)
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params[name], self.grad_clip)
+        if self.lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
         optimizer.step()
         return {term: float(value.detach()) for term, value in terms.items()}
 
@@ -242,6 +246,7 @@ class Trainer:
                 for batch in self._loader(epoch, first):
                     seed_step(self.cfg.seed, step, self.ctx.rank)
                     self.update.step = step
+                    self.update.lr = self.cfg.learning_rate(step, self.total)
                     batch = to_device(batch, self.ctx.device, self.cfg.channels_last)
                     with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16,
                                         enabled=self.cfg.precision == "bf16"):  # fmt: skip
@@ -342,7 +347,7 @@ class Trainer:
         if step % self.cfg.log_every == 0 or step == self.total:
             means = {k: sum(v) / len(v) for k, v in self._running.items()}
             self._running.clear()
-            self._write_metrics({"step": step, "clips_per_s": round(rate, 2), "train": means})
+            self._write_metrics({"step": step, "clips_per_s": round(rate, 2), "lr": self.update.lr, "train": means})
             shown = " ".join(f"{k} {v:.3g}" for k, v in list(means.items())[:6])
             bar.update(bar.task_ids[0], info=f"{shown}  {rate:.1f} clips/s")
         bar.update(bar.task_ids[0], completed=step)
