@@ -341,14 +341,13 @@ def export_run(run_dir: str | Path, opset: int = MIN_OPSET, batch_profile: tuple
     if folder.exists() and not force and (kept := _existing(run_dir, opset, batch_profile, echo)) is not None:
         return kept
 
-    from t2vkit.pipeline import Pipeline, run_sampler
+    from t2vkit.pipeline import Pipeline
 
     pipeline = Pipeline.from_run(run_dir)
-    sampler, _ = run_sampler(config, None, run_dir)
     parts = components(pipeline, run_dir)
     encoder = pipeline.encoder
     stage = config["stage"]
-    run = {"stage": stage, "sampler": sampler, "latent_shape": list(pipeline.decoder.latent_shape),
+    run = {"stage": stage, "sampler": pipeline.sampler_name, "latent_shape": list(pipeline.decoder.latent_shape),
            "clip_shape": config.get("dataset", {}).get("clip_shape"), "decoder": config["decoder"]["name"]}  # fmt: skip
     if stage == "align":
         run["aligner"] = config["aligner"]["name"]

@@ -56,9 +56,10 @@ def _build(kind: str, section: dict[str, Any], where: str, drop: tuple[str, ...]
 
 
 class Pipeline:
-    def __init__(self, encoder: Any, sampler: Any, decoder: Any, config: dict[str, Any], device: torch.device) -> None:
+    def __init__(self, encoder: Any, sampler: Any, decoder: Any, config: dict[str, Any], device: torch.device,
+                 sampler_name: str) -> None:  # fmt: skip
         self.encoder, self.sampler, self.decoder = encoder, sampler, decoder
-        self.config, self.device = config, device
+        self.config, self.device, self.sampler_name = config, device, sampler_name
 
     @classmethod
     def from_run(cls, run_dir: str | Path, sampler: str | None = None, device: str = "cpu",
@@ -88,7 +89,7 @@ class Pipeline:
             if isinstance(module, torch.nn.Module):
                 module.to(dev).eval()
         sampler_config = run_sampling(config, factory, name, options)
-        return cls(encoder, factory(sampler_config, model), decoder, config, dev)
+        return cls(encoder, factory(sampler_config, model), decoder, config, dev, name)
 
     @torch.no_grad()
     def videos(self, prompts: Sequence[str], n: int = 1, seed: int | None = None,
