@@ -6,6 +6,7 @@ the prompt says, `t2vkit generate` uses it without --model, and the wheel carrie
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -130,3 +131,21 @@ def test_the_wheel_carries_the_default_model(tmp_path):
     expected = {f"t2vkit/default_model/{p.name}" for p in model_files()}
     assert "t2vkit/default_model/config.json" in expected and any(n.endswith(".safetensors") for n in expected)
     assert shipped == expected | {"t2vkit/default_model/__init__.py"}
+
+
+def test_the_shipped_model_was_made_by_the_recipe_in_examples():
+    """docs/default-model.md points to examples/default_model.toml as the recipe: keep the two in step."""
+    from t2vkit import registry
+    from t2vkit.config import to_dict
+    from t2vkit.training.config import RESUME_FREE, Sources, layered_tables, plugin_config, stage_train_config
+
+    shipped = json.loads((default_model.path() / "config.json").read_text())
+    tables, sets = layered_tables(Sources(preset="quick", config_file=REPO / "examples/default_model.toml"))
+    decoder = shipped["decoder"]
+    shape = {key: decoder[key] for key in ("channels", "frames", "size")}  # given by the data set
+    recipe = plugin_config(registry.get("decoder", "wae3d").factory, "decoder", "wae3d", tables, sets, fixed=shape)
+    assert {"name": "wae3d", **to_dict(recipe)} == decoder
+    steering = {key.removeprefix("train.") for key in RESUME_FREE if key.startswith("train.")}
+    train = to_dict(stage_train_config(tables, sets, "diffusion"))
+    assert {k: v for k, v in train.items() if k not in steering} == {
+        k: v for k, v in shipped["train"].items() if k not in steering}  # fmt: skip
