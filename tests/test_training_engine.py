@@ -229,6 +229,11 @@ def test_resume_refuses_another_config_naming_the_keys(squares, tmp_path):
     with pytest.raises(ConfigError, match=r"cannot resume: .*\(decoder.latent_dim, train.lr\)"):
         run(squares, tmp_path / "r", "decoder.latent_dim=4", "train.lr=0.5", resume=True)
     run(squares, tmp_path / "r", "train.eval_every=2", steps=4, resume=True)  # run-steering keys may differ
+    run(squares, tmp_path / "r", "train.eval_every=2", steps=5, resume=True)
+    config = json.loads((tmp_path / "r/config.json").read_text())
+    assert config["train"]["eval_every"] == 2 and config["resumes"] == [  # each resume: where, and what changed
+        {"step": 3, "changed": {"train.eval_every": 2, "train.max_steps": 4}},
+        {"step": 4, "changed": {"train.max_steps": 5}}]  # fmt: skip
     with pytest.raises(CheckpointError, match="run directory not found"):
         run(squares, tmp_path / "never", resume=True)
 
@@ -236,7 +241,8 @@ def test_resume_refuses_another_config_naming_the_keys(squares, tmp_path):
 def test_resume_accepts_a_run_made_before_a_config_key_existed():
     stored = {"train": {"lr": 1e-4}, "decoder": {"name": "wae3d", "width": 8}}
     resolved = {"train": {"lr": 1e-4, "ema_decay": 0.999}, "decoder": {"name": "wae3d", "width": 8, "new": 1}}
-    check_resumable(stored, resolved)  # keys a newer t2vkit added keep their defaults
+    changed = check_resumable(stored, resolved)  # keys a newer t2vkit added keep their defaults
+    assert changed == {"train.ema_decay": 0.999, "decoder.new": 1}  # and are recorded as what the resume changed
     with pytest.raises(ConfigError, match=r"\(decoder.width\)"):
         check_resumable(stored, {**resolved, "decoder": {"name": "wae3d", "width": 9}})
 

@@ -69,7 +69,10 @@ class TrainConfig:
 RESUME_FREE = {
     "train.max_steps", "train.log_every", "train.eval_every", "train.save_every", "train.val_clips",
     "train.num_workers", "train.compile", "notes", "format", "format_version", "t2vkit_version", "dataset.path",
+    "resumes",
 }  # fmt: skip
+# Differences a resume does not record in the run's history: its own stamp and the history itself.
+UNRECORDED = {"format", "format_version", "t2vkit_version", "notes", "resumes"}
 
 
 @dataclass
@@ -107,16 +110,27 @@ def plugin_config(factory: Any, kind: str, name: str, tables: dict[str, Any], se
     return from_dict(factory.Config, values, where=f"{kind} {name}")
 
 
-def check_resumable(stored: dict[str, Any], resolved: dict[str, Any]) -> None:
-    """Refuse to resume a run whose config differs, naming the keys.
+def check_resumable(stored: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to resume a run whose config differs, naming the keys; return what the resume does change
+    (run-steering keys, keys the stored config lacks), dotted key → new value, for the run's history.
 
     Keys the stored config lacks were added by a newer t2vkit; their defaults keep the old behaviour.
     """
-    changed = [k for k in differences(stored, resolved) if k not in RESUME_FREE and _has_key(stored, k)]
-    if changed:
-        shown = ", ".join(changed[:8]) + (f" (and {len(changed) - 8} more)" if len(changed) > 8 else "")
+    differing = differences(stored, resolved)
+    refused = [k for k in differing if k not in RESUME_FREE and _has_key(stored, k)]
+    if refused:
+        shown = ", ".join(refused[:8]) + (f" (and {len(refused) - 8} more)" if len(refused) > 8 else "")
         raise ConfigError(f"cannot resume: the run was made with a different config ({shown}); "
                           "use the same options, or start a new run with another --out")  # fmt: skip
+    return {k: _value(resolved, k) for k in differing if k.split(".")[0] not in UNRECORDED}
+
+
+def _value(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(config, dict):
+            return None
+        config = config.get(part)
+    return config
 
 
 def _has_key(config: dict[str, Any], dotted: str) -> bool:

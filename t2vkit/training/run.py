@@ -19,6 +19,7 @@ from t2vkit.fsutil import check_can_create, check_writable_dir
 from t2vkit.training import distributed
 from t2vkit.training.config import Sources, check_resumable, layered_tables, stage_train_config
 from t2vkit.training.engine import Summary, Trainer
+from t2vkit.training.state import last_step
 
 STAGES = ("video", "align", "diffusion")
 # The config sections --set may address, per stage.
@@ -90,7 +91,11 @@ def _train(request: TrainRequest, stage: Any, ctx: distributed.Context) -> tuple
 
     if ctx.is_main:  # only rank 0 reads and writes the run directory (it may be local to its node)
         if request.resume:
-            check_resumable(read_config(out), {**resolved, **_stamp()})
+            stored = read_config(out)
+            changed = check_resumable(stored, {**resolved, **_stamp()})
+            # config.json holds the config the run goes on with; each resume adds what it changed, and where
+            resume = {"step": last_step(out / "checkpoints" / "last"), "changed": changed}
+            resolved["resumes"] = [*stored.get("resumes", []), resume]
         elif (out / "config.json").exists():
             raise T2VError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
         elif out.is_dir() and any(out.iterdir()):

@@ -63,6 +63,14 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
         atomic_write_json(stage / STATE, {**progress, "optimizers": layouts})
 
 
+def last_step(folder: Path) -> int | None:
+    """The step a checkpoint folder was saved at (None if it holds no readable record)."""
+    try:
+        return int(read_json(folder / STATE, CheckpointError)["step"])
+    except (CheckpointError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:  # fmt: skip
     """Restore modules and optimizers in place; return the progress record."""
