@@ -117,25 +117,22 @@ def check_resumable(stored: dict[str, Any], resolved: dict[str, Any]) -> dict[st
     Keys the stored config lacks were added by a newer t2vkit; their defaults keep the old behaviour.
     """
     differing = differences(stored, resolved)
-    refused = [k for k in differing if k not in RESUME_FREE and _has_key(stored, k)]
+    refused = [k for k in differing if k not in RESUME_FREE and _lookup(stored, k) is not _MISSING]
     if refused:
         shown = ", ".join(refused[:8]) + (f" (and {len(refused) - 8} more)" if len(refused) > 8 else "")
         raise ConfigError(f"cannot resume: the run was made with a different config ({shown}); "
                           "use the same options, or start a new run with another --out")  # fmt: skip
-    return {k: _value(resolved, k) for k in differing if k.split(".")[0] not in UNRECORDED}
+    changed = {k: _lookup(resolved, k) for k in differing if k.split(".")[0] not in UNRECORDED}
+    return {k: None if v is _MISSING else v for k, v in changed.items()}
 
 
-def _value(config: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(config, dict):
-            return None
-        config = config.get(part)
-    return config
+_MISSING = object()
 
 
-def _has_key(config: dict[str, Any], dotted: str) -> bool:
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a nested config, or ``_MISSING``."""
     for part in dotted.split("."):
         if not isinstance(config, dict) or part not in config:
-            return False
+            return _MISSING
         config = config[part]
-    return True
+    return config
