@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,11 @@ def test_resume_refuses_another_config_naming_the_keys(squares, tmp_path):
         {"step": 4, "changed": {"train.max_steps": 5}}]  # fmt: skip
     with pytest.raises(CheckpointError, match="run directory not found"):
         run(squares, tmp_path / "never", resume=True)
+    shutil.rmtree(tmp_path / "r/checkpoints/last")
+    before = (tmp_path / "r/config.json").read_text()
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        run(squares, tmp_path / "r", "train.eval_every=2", steps=6, resume=True)
+    assert (tmp_path / "r/config.json").read_text() == before  # a refused resume records nothing
 
 
 def test_resume_accepts_a_run_made_before_a_config_key_existed():

@@ -19,7 +19,7 @@ from t2vkit.fsutil import check_can_create, check_writable_dir
 from t2vkit.training import distributed
 from t2vkit.training.config import Sources, check_resumable, layered_tables, stage_train_config
 from t2vkit.training.engine import Summary, Trainer
-from t2vkit.training.state import last_step
+from t2vkit.training.state import read_progress
 
 STAGES = ("video", "align", "diffusion")
 # The config sections --set may address, per stage.
@@ -94,7 +94,7 @@ def _train(request: TrainRequest, stage: Any, ctx: distributed.Context) -> tuple
             stored = read_config(out)
             changed = check_resumable(stored, {**resolved, **_stamp()})
             # config.json holds the config the run goes on with; each resume adds what it changed, and where
-            resume = {"step": last_step(out / "checkpoints" / "last"), "changed": changed}
+            resume = {"step": read_progress(out / "checkpoints" / "last")["step"], "changed": changed}
             resolved["resumes"] = [*stored.get("resumes", []), resume]
         elif (out / "config.json").exists():
             raise T2VError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")

@@ -63,21 +63,18 @@ def save_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
         atomic_write_json(stage / STATE, {**progress, "optimizers": layouts})
 
 
-def last_step(folder: Path) -> int | None:
-    """The step a checkpoint folder was saved at (None if it holds no readable record)."""
-    try:
-        return int(read_json(folder / STATE, CheckpointError)["step"])
-    except (CheckpointError, OSError, KeyError, TypeError, ValueError):
-        return None
+def read_progress(folder: Path) -> dict[str, Any]:
+    """The progress record of a checkpoint folder (step, total steps, best validation, optimizer layouts)."""
+    path = folder / STATE
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume from in {folder.parent.parent} ({path} is missing)")
+    return read_json(path, CheckpointError)
 
 
 def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:  # fmt: skip
     """Restore modules and optimizers in place; return the progress record."""
-    path = folder / STATE
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint to resume from in {folder.parent.parent} ({path} is missing)")
-    progress = read_json(path, CheckpointError)
+    progress = read_progress(folder)
     for name, module in modules.items():
         state = load_tensors(folder / f"{name}.safetensors")
         check_state(state, module.state_dict(), where=str(folder / f"{name}.safetensors"))
@@ -86,6 +83,6 @@ def load_checkpoint(folder: Path, modules: dict[str, torch.nn.Module],
         tensors = load_tensors(folder / f"optimizer.{name}.safetensors")  # load_state_dict moves them
         layout = progress.get("optimizers", {}).get(name)
         if layout is None:
-            raise CheckpointError(f"{path} has no state for optimizer {name!r}")
+            raise CheckpointError(f"{folder / STATE} has no state for optimizer {name!r}")
         optimizer.load_state_dict(optimizer_from_files(tensors, layout))
     return progress
